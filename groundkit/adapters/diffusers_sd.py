@@ -1,0 +1,135 @@
+"""Stable Diffusion 1.5 layout (diffusers folders) with a BERT-family or CLIP text encoder.
+
+Nuetzel et al. fine-tune SD 1.5's U-Net with a frozen CXR-BERT-specialized encoder; the EMA
+weights live in ``unet_ema/`` (``unet/`` accepted). CXR-BERT is loaded by groundkit's own class,
+never with remote code. A folder without ``vae/`` is a pixel-space model (identity autoencoder):
+the documented option the bundled demo checkpoint uses.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..engine.capture import Recorder, diffusers_capture
+from .base import LayerInfo, NoiseSchedule, TextBatch, encode_with, ordered_cross_attention, square_crop
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def schedule_from_diffusers(folder: Path) -> NoiseSchedule:
+    """alphas_cumprod exactly as diffusers' DDIMScheduler builds them from scheduler_config.json."""
+    from diffusers import DDIMScheduler
+
+    file = folder / "scheduler_config.json"
+    cfg = _read_json(file)
+    sched = DDIMScheduler.from_config(cfg)
+    abar = sched.alphas_cumprod.to(torch.float64)
+    final = 1.0 if sched.config.set_alpha_to_one else float(abar[0])
+    return NoiseSchedule(abar, sched.config.prediction_type, final)
+
+
+class DiffusersSDAdapter:
+    name = "diffusers-sd"
+
+    def __init__(self, vae, unet, text_encoder, tokenizer, schedule, image_size=512, scale_factor=0.18215,
+                 device="cpu", dtype=torch.float32, max_length=77, pass_mask=True):
+        self.device, self.dtype = torch.device(device), dtype
+        self.vae = vae.to(self.device).eval() if vae is not None else None
+        self.unet_model = unet.to(self.device, dtype).eval()
+        self.text_encoder = text_encoder.to(self.device).eval()
+        self.tokenizer, self.schedule = tokenizer, schedule
+        self.image_size, self.scale_factor = image_size, scale_factor
+        self.max_length, self.pass_mask = max_length, pass_mask
+        self.in_channels = int(self.unet_model.config.in_channels)
+        down = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+        self.latent_size = image_size // down
+        self._layers = ordered_cross_attention(self.unet_model, self.latent_size, len(self.unet_model.config.block_out_channels))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def detect(cls, path: str | Path) -> bool:
+        p = Path(path)
+        return (p / "model_index.json").is_file() or (
+            any((p / u / "config.json").is_file() for u in ("unet_ema", "unet")) and (p / "scheduler").is_dir()
+        )
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any], device="cpu", dtype=torch.float32) -> "DiffusersSDAdapter":
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        root = Path(entry["path"])
+        sub = entry.get("unet_subfolder")
+        subs = [sub] if sub else ["unet_ema", "unet"]
+        unet_dir = next((root / s for s in subs if (root / s / "config.json").is_file()), None)
+        if unet_dir is None:
+            raise FileNotFoundError(f"{root}: no U-Net folder ({' or '.join(s + '/config.json' for s in subs)}); {entry.get('source', '')}".rstrip("; "))
+        unet = UNet2DConditionModel.from_pretrained(unet_dir, local_files_only=True, use_safetensors=None)
+        vae = None
+        if entry.get("vae", "vae") != "identity" and (root / "vae").is_dir():
+            vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True)
+        schedule = schedule_from_diffusers(root / "scheduler")
+        text_encoder, tokenizer, pass_mask = load_text_encoder(root, entry)
+        scale = float(entry.get("scale_factor", getattr(vae.config, "scaling_factor", 0.18215) if vae is not None else 1.0))
+        return cls(vae, unet, text_encoder, tokenizer, schedule, image_size=int(entry.get("image_size", 512)),
+                   scale_factor=scale, device=device, dtype=dtype, max_length=int(entry.get("max_length", 77)), pass_mask=pass_mask)
+
+    # ------------------------------------------------------------------ adapter protocol
+    def preprocess(self, image) -> tuple[torch.Tensor, Any]:
+        x, geo = square_crop(torch.as_tensor(image, dtype=torch.float32), self.image_size)
+        channels = 3 if self.vae is not None else self.in_channels
+        return (x * 2.0 - 1.0).expand(-1, channels, -1, -1).contiguous(), geo
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = pixels.to(self.device, torch.float32)
+        if self.vae is None:
+            return pixels * self.scale_factor
+        return self.vae.encode(pixels).latent_dist.mean * self.scale_factor
+
+    def encode_text(self, phrases: list[str]) -> TextBatch:
+        return encode_with(self.tokenizer, self.text_encoder, phrases, self.max_length, pass_mask=self.pass_mask,
+                           device=self.device, dtype=self.dtype)
+
+    def unet(self, z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        t = t.expand(z.shape[0]) if t.numel() == 1 else t
+        if context.shape[0] == 1 and z.shape[0] > 1:
+            context = context.expand(z.shape[0], -1, -1)
+        return self.unet_model(z.to(self.dtype), t, encoder_hidden_states=context.to(self.dtype)).sample
+
+    def cross_attention_layers(self) -> list[LayerInfo]:
+        return list(self._layers)
+
+    @contextmanager
+    def capture(self, recorder: Recorder):
+        with diffusers_capture(self.unet_model, recorder):
+            yield recorder
+
+
+def load_text_encoder(root: Path, entry: dict[str, Any]):
+    """(encoder, tokenizer, pass_attention_mask): BERT-family (CXR-BERT) or CLIP, by the config."""
+    te_dir = Path(entry.get("text_encoder", root / "text_encoder"))
+    tok_dir = Path(entry.get("tokenizer", root / "tokenizer"))
+    cfg = _read_json(te_dir / "config.json")
+    model_type = cfg.get("model_type", "")
+    if model_type in ("bert", "cxr-bert") or "Bert" in " ".join(cfg.get("architectures", [])):
+        from .cxrbert import load_cxrbert
+
+        encoder, tokenizer = load_cxrbert(te_dir, tokenizer_folder=tok_dir if tok_dir.is_dir() else None)
+        return encoder, tokenizer, True  # the tokenizer's attention mask goes to the text encoder (SPEC 2.2)
+    if model_type in ("clip_text_model", "clip"):
+        from transformers import CLIPTextModel, CLIPTokenizerFast
+
+        return (CLIPTextModel.from_pretrained(te_dir, local_files_only=True),
+                CLIPTokenizerFast.from_pretrained(tok_dir, local_files_only=True), False)
+    raise ValueError(f"{te_dir / 'config.json'}: unsupported text encoder model_type {model_type!r} (expected bert, cxr-bert or clip_text_model)")

@@ -1,0 +1,196 @@
+"""MONAI chest X-ray LDM (model-zoo bundle ``cxr_image_synthesis_latent_diffusion_model``) + CLIP text.
+
+Reads the bundle's ``configs/inference.json`` as data: the network and scheduler arguments are
+literal keyword arguments, while its ``$`` expressions (devices, hub downloads) are never evaluated.
+The shipped ``models/*.pth`` are state dicts of the OLD ``generative`` package; MONAI core >= 1.4
+has the same networks and converts them with ``load_old_state_dict``.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..engine.capture import Recorder, monai_capture
+from ..safeload import CheckpointMismatchError, load_into, load_state_dict
+from .base import LayerInfo, NoiseSchedule, TextBatch, encode_with, ordered_cross_attention, square_crop
+
+SD21_HUB_ID = "stabilityai/stable-diffusion-2-1-base"
+# old `generative` keyword -> MONAI core keyword
+_RENAMED = {"num_channels": "channels"}
+
+
+class ConfigError(ValueError):
+    """A config file does not describe what groundkit expected."""
+
+
+def read_bundle_config(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing; a MONAI bundle has configs/inference.json") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+
+
+def network_kwargs(config: dict[str, Any], key: str, file: Path) -> dict[str, Any]:
+    """Literal keyword arguments of one ``_target_`` definition; refuses expressions."""
+    if key not in config or not isinstance(config[key], dict):
+        raise ConfigError(f"{file}: no '{key}' network definition (expected a dict with _target_ and arguments)")
+    out = {}
+    for name, value in config[key].items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, str) and value[:1] in ("$", "@", "%"):
+            raise ConfigError(f"{file}: {key}.{name} is an expression ({value!r}); groundkit reads configs as data and never evaluates them")
+        out[_RENAMED.get(name, name)] = value
+    return out
+
+
+def schedule_from_kwargs(kw: dict[str, Any]) -> NoiseSchedule:
+    n = int(kw.get("num_train_timesteps", 1000))
+    b0, b1 = float(kw.get("beta_start", 1e-4)), float(kw.get("beta_end", 2e-2))
+    kind = kw.get("schedule", kw.get("beta_schedule", "linear_beta"))
+    if kind in ("scaled_linear_beta", "scaled_linear"):
+        betas = torch.linspace(b0**0.5, b1**0.5, n, dtype=torch.float64) ** 2
+    elif kind in ("linear_beta", "linear"):
+        betas = torch.linspace(b0, b1, n, dtype=torch.float64)
+    else:
+        raise ConfigError(f"unsupported beta schedule {kind!r} (expected scaled_linear(_beta) or linear(_beta))")
+    abar = torch.cumprod(1.0 - betas, dim=0)
+    final = 1.0 if kw.get("set_alpha_to_one", True) else float(abar[0])
+    return NoiseSchedule(abar, kw.get("prediction_type", "epsilon"), final)
+
+
+def load_monai_weights(net: torch.nn.Module, file: Path) -> None:
+    """Strictly load a new- or old-format (``generative``) state dict, naming the file on mismatch."""
+    sd = load_state_dict(file)
+    own = net.state_dict()
+    if set(sd) == set(own):
+        load_into(net, sd, file)
+        return
+    if not hasattr(net, "load_old_state_dict"):
+        load_into(net, sd, file)  # raises the mismatch error with keys and shapes
+        return
+    remaining = dict(sd)
+    try:
+        net.load_old_state_dict(remaining)  # pops what it consumes
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointMismatchError(
+            f"{file}: does not match {type(net).__name__} built from the config, new or old (generative) key layout: {e}"
+        ) from None
+    if remaining:
+        raise CheckpointMismatchError(f"{file}: {len(remaining)} unexpected keys after old-format conversion, e.g. {sorted(remaining)[:5]}")
+
+
+class MonaiLDMAdapter:
+    name = "monai-ldm"
+
+    def __init__(self, autoencoder, unet, text_encoder, tokenizer, schedule, image_size=512, scale_factor=0.3,
+                 device="cpu", dtype=torch.float32, max_length=77):
+        from monai.networks.nets import DiffusionModelUNet  # noqa: F401  (import check: monai installed)
+
+        self.device, self.dtype = torch.device(device), dtype
+        self.autoencoder = autoencoder.to(self.device).eval() if autoencoder is not None else None
+        self.unet_model = unet.to(self.device, dtype).eval()
+        self.text_encoder = text_encoder.to(self.device).eval()
+        self.tokenizer, self.schedule = tokenizer, schedule
+        self.image_size, self.scale_factor, self.max_length = image_size, scale_factor, max_length
+        down = 2 ** (len(autoencoder.encoder.channels) - 1) if autoencoder is not None else 1
+        self.latent_size = image_size // down
+        self._layers = ordered_cross_attention(self.unet_model, self.latent_size, len(self.unet_model.block_out_channels))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def detect(cls, path: str | Path) -> bool:
+        p = Path(path)
+        return (p / "configs" / "inference.json").is_file() and (p / "models").is_dir()
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any], device="cpu", dtype=torch.float32) -> "MonaiLDMAdapter":
+        from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
+
+        root = Path(entry["path"])
+        cfg_file = root / "configs" / "inference.json"
+        cfg = read_bundle_config(cfg_file)
+        files = {"autoencoder": root / "models" / "autoencoder.pth", "diffusion_model": root / "models" / "diffusion_model.pth"}
+        for label, f in files.items():
+            if not f.is_file():
+                alt = f.with_suffix(".safetensors")
+                if alt.is_file():
+                    files[label] = alt
+                else:
+                    raise FileNotFoundError(f"{f}: missing {label} weights; {entry.get('source', 'see checkpoints.yaml for where to get them')}")
+        ae = AutoencoderKL(**network_kwargs(cfg, "autoencoder_def", cfg_file))
+        load_monai_weights(ae, files["autoencoder"])
+        unet = DiffusionModelUNet(**network_kwargs(cfg, "diffusion_def", cfg_file))
+        load_monai_weights(unet, files["diffusion_model"])
+        schedule = schedule_from_kwargs(network_kwargs(cfg, "scheduler", cfg_file))
+        text_encoder, tokenizer = load_clip(root, entry)
+        scale = entry.get("scale_factor", cfg.get("scale_factor", 0.3))
+        if not isinstance(scale, (int, float)):
+            raise ConfigError(f"{cfg_file}: scale_factor must be a number, got {scale!r}")
+        return cls(ae, unet, text_encoder, tokenizer, schedule, image_size=int(entry.get("image_size", 512)),
+                   scale_factor=float(scale), device=device, dtype=dtype)
+
+    # ------------------------------------------------------------------ adapter protocol
+    def preprocess(self, image) -> tuple[torch.Tensor, Any]:
+        img = torch.as_tensor(image, dtype=torch.float32)
+        return square_crop(img, self.image_size)  # intensities stay in [0, 1], one channel
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        z_mu, _ = self.autoencoder.encode(pixels.to(self.device, torch.float32))
+        return z_mu * self.scale_factor
+
+    def encode_text(self, phrases: list[str]) -> TextBatch:
+        return encode_with(self.tokenizer, self.text_encoder, phrases, self.max_length, pass_mask=False,
+                           device=self.device, dtype=self.dtype)
+
+    def unet(self, z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        t = t.expand(z.shape[0]) if t.numel() == 1 else t
+        if context.shape[0] == 1 and z.shape[0] > 1:
+            context = context.expand(z.shape[0], -1, -1)
+        return self.unet_model(z.to(self.dtype), timesteps=t.long(), context=context.to(self.dtype))
+
+    def cross_attention_layers(self) -> list[LayerInfo]:
+        return list(self._layers)
+
+    @contextmanager
+    def capture(self, recorder: Recorder):
+        with monai_capture(self.unet_model, recorder):
+            yield recorder
+
+
+def load_clip(root: Path, entry: dict[str, Any]):
+    """CLIP text encoder + tokenizer: the bundle's own folders, a configured folder, or the user's
+    local Hugging Face cache for a hub id (never a download, never remote code)."""
+    from transformers import CLIPTextModel, CLIPTokenizerFast
+
+    candidates = []
+    te = entry.get("text_encoder")
+    tok = entry.get("tokenizer")
+    if te:
+        candidates.append((te, tok or te))
+    if (root / "text_encoder").is_dir():
+        candidates.append((str(root / "text_encoder"), str(root / "tokenizer") if (root / "tokenizer").is_dir() else str(root / "text_encoder")))
+    candidates.append((SD21_HUB_ID, SD21_HUB_ID))
+    errors = []
+    for te_path, tok_path in candidates:
+        try:
+            if Path(te_path).is_dir():
+                model = CLIPTextModel.from_pretrained(te_path, local_files_only=True)
+                tokenizer = CLIPTokenizerFast.from_pretrained(tok_path, local_files_only=True)
+            else:
+                model = CLIPTextModel.from_pretrained(te_path, subfolder="text_encoder", local_files_only=True)
+                tokenizer = CLIPTokenizerFast.from_pretrained(tok_path, subfolder="tokenizer", local_files_only=True)
+            return model, tokenizer
+        except (OSError, ValueError) as e:
+            errors.append(f"{te_path}: {str(e).splitlines()[0]}")
+    raise FileNotFoundError(
+        "CLIP text encoder not found; tried " + "; ".join(errors)
+        + f". Put SD-2.1-base's text_encoder/ and tokenizer/ folders in {root} or set 'text_encoder' in checkpoints.yaml"
+    )

@@ -1,0 +1,142 @@
+"""The command line: a thin layer that parses arguments and calls the library."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Zero-shot phrase grounding from diffusion cross-attention.")
+checkpoints_app = typer.Typer(no_args_is_help=True, help="List and verify named checkpoints.")
+app.add_typer(checkpoints_app, name="checkpoints")
+
+DEMO_IMAGE = "package:assets/demo/sample.png"
+DEMO_PHRASE_FILE = "package:assets/demo/sample.json"
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def parse_sets(sets: List[str]) -> dict:
+    """--set field=value pairs -> recipe overrides (values parsed by the Recipe)."""
+    out = {}
+    for item in sets or []:
+        if "=" not in item:
+            _fail(f"--set expects field=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def recipe_overrides(layers, timesteps, mode, tokens, threshold, bbm, seed, sets) -> dict:
+    o = parse_sets(sets)
+    for key, value in (("layers", layers), ("steps", timesteps), ("mode", mode), ("tokens", tokens),
+                       ("threshold", threshold), ("seed", None if seed is None else str(seed))):
+        if value is not None:
+            o[key] = value
+    if bbm:
+        o["bbm"] = bbm
+    if "tokens" in o and o["tokens"].startswith("word:"):
+        o["tokens"] = "words:" + o["tokens"][5:]
+    return o
+
+
+@app.command()
+def run(
+    image: Optional[str] = typer.Option(None, "--image", "-i", help="PNG/JPEG/DICOM; default: the bundled demo image"),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="the phrase to ground; default: the demo image's phrase"),
+    checkpoint: str = typer.Option("demo", "--checkpoint", "-c", help="name from checkpoints.yaml or a checkpoint folder"),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="vilouras2024 | nuetzel2025 | nuetzel2025-bbm | ... (default: the checkpoint's)"),
+    layers: Optional[str] = typer.Option(None, help="cross-attention layers, e.g. 3,4,6,7 or 2-7 or all"),
+    timesteps: Optional[str] = typer.Option(None, help="window of grid steps START:END, e.g. 120:180"),
+    mode: Optional[str] = typer.Option(None, help="gt-noised | ddim-inversion"),
+    tokens: Optional[str] = typer.Option(None, help="all | lexical | disease | word:w1,w2"),
+    threshold: Optional[str] = typer.Option(None, help="otsu | gmm | none"),
+    bbm: Optional[str] = typer.Option(None, "--bbm", help="Bimodal Bias Merging variant: mixture | linear | quadratic"),
+    category: Optional[str] = typer.Option(None, help="MS-CXR category (for --tokens disease)"),
+    box: List[str] = typer.Option([], "--box", help="ground-truth box x,y,w,h in original pixels (repeatable): adds metrics"),
+    seed: Optional[int] = typer.Option(None, help="random seed"),
+    device: Optional[str] = typer.Option(None, help="cpu | cuda | mps (default: best available)"),
+    dtype: str = typer.Option("float32", help="U-Net dtype: float32 | float16 | bfloat16"),
+    token_maps: bool = typer.Option(False, "--token-maps", help="also write one map per word (tokens.png)"),
+    set_: List[str] = typer.Option([], "--set", help="any recipe field, e.g. --set sigma=none"),
+    out: Path = typer.Option(Path("groundkit-out"), "--out", "-o", help="output folder"),
+    checkpoints_file: Optional[Path] = typer.Option(None, "--checkpoints-file", help="a checkpoints.yaml of your own"),
+):
+    """Ground one phrase in one image; writes heatmap.npy, mask.png, overlay.png and result.json."""
+    from . import api
+    from .registry import PACKAGE_DIR
+
+    if image is None:
+        image = str(PACKAGE_DIR / DEMO_IMAGE[len("package:"):])
+        meta = json.loads((PACKAGE_DIR / DEMO_PHRASE_FILE[len("package:"):]).read_text())
+        text = text or meta["phrase"]
+        category = category or meta.get("category")
+        box = box or [",".join(str(v) for v in b) for b in meta.get("boxes", [])]
+    if not text:
+        _fail("--text is required when --image is given")
+    if not Path(image).exists():
+        _fail(f"--image {image}: no such file")
+    try:
+        boxes = [tuple(float(v) for v in b.split(",")) for b in box]
+        if any(len(b) != 4 for b in boxes):
+            raise ValueError
+    except ValueError:
+        _fail(f"--box expects x,y,w,h numbers, got {box}")
+    overrides = recipe_overrides(layers, timesteps, mode, tokens, threshold, bbm, seed, set_)
+    try:
+        model = api.load(checkpoint, device=device, dtype=dtype, checkpoints_file=checkpoints_file)
+        g = model.ground(image, text, recipe, category=category, token_maps=token_maps, progress=True, **overrides)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    g.save(out, boxes=boxes or None)
+    calls = g.info["unet_calls"]
+    typer.echo(f"grounded {text!r} with {model.entry.name} / {g.recipe.name} in {g.info['timings']['total_seconds_batch']:.1f} s, "
+               f"{calls:g} U-Net calls -> {out}/overlay.png")
+    if boxes:
+        typer.echo("metrics: " + ", ".join(f"{k}={v:.3f}" for k, v in g.evaluate(boxes).items() if isinstance(v, float)))
+
+
+@checkpoints_app.command("list")
+def checkpoints_list(checkpoints_file: Optional[Path] = typer.Option(None, "--checkpoints-file")):
+    """Every checkpoint in checkpoints.yaml: adapter, recipe, files, source, and whether it is here."""
+    from .registry import load_checkpoints
+
+    try:
+        entries = load_checkpoints(checkpoints_file)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    for e in entries.values():
+        state = "present" if e.present else ("missing: " + ", ".join(e.missing_files() or [str(e.path)]))
+        typer.echo(f"{e.name}\n  adapter: {e.adapter}\n  recipe:  {e.recipe}\n  path:    {e.path}\n  status:  {state}")
+        if e.files:
+            typer.echo(f"  files:   {', '.join(e.files)}")
+        if e.source:
+            typer.echo(f"  source:  {e.source}")
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+    n: int = typer.Option(200, "--n", help="number of images"),
+    seed: int = typer.Option(0, "--seed"),
+    size: int = typer.Option(512, "--size", help="short side in pixels"),
+    split: str = typer.Option("test", "--split"),
+):
+    """Write a synthetic chest X-ray set with an MS-CXR-format CSV."""
+    from .data.synthetic import generate
+
+    csv = generate(out, n=n, seed=seed, size=size, split=split)
+    typer.echo(f"wrote {n} images and {csv}")
+
+
+def main() -> None:  # console script
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

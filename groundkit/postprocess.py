@@ -1,0 +1,406 @@
+"""Post-processing of aggregated attention maps (SPEC section 5).
+
+Everything here is plain numpy in, numpy out, with float64 arithmetic, so that the two published
+pipelines can be rebuilt from small, separately tested steps:
+
+- Vilouras 2024: resize -> mean -> ``gaussian`` -> ``minmax`` -> ``otsu`` (continuous output;
+  ``method="multiotsu"`` reproduces the published ``threshold_multiotsu(classes=2)`` call exactly).
+- Nuetzel 2025: mean -> ``minmax`` -> ``gmm`` mask (+ 3x3 majority filter), optionally ``bbm``.
+- ``to_original`` undoes the short-side resize + center crop for evaluation in original pixels.
+
+NaN marks pixels outside the evaluated field of view; each function says how it treats them.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import ndimage
+
+from .geometry import Geometry
+
+__all__ = [
+    "minmax",
+    "gaussian",
+    "otsu_threshold",
+    "multiotsu2_threshold",
+    "otsu",
+    "gmm_threshold",
+    "gmm",
+    "majority_filter",
+    "to_uint8",
+    "ssim",
+    "bbm",
+    "bbm_matrix_map",
+    "nearest_indices",
+    "resize",
+    "to_original",
+    "mask_to_original",
+    "BBM_VARIANTS",
+]
+
+BBM_VARIANTS = ("mixture", "linear", "quadratic")
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------
+def _as_float(h, name: str = "h", ndim: int | None = 2, allow_nan: bool = True) -> np.ndarray:
+    """Validate a real-valued map and return it as float64 (a copy is made only when needed)."""
+    a = np.asarray(h)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name}: expected a real-valued (float or int) array, got dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
+    a = a.astype(np.float64, copy=False)
+    if np.isinf(a).any():
+        raise ValueError(f"{name}: contains +-inf (only NaN is allowed, for pixels outside the view)")
+    if not allow_nan and np.isnan(a).any():
+        raise ValueError(f"{name}: contains NaN, which this operation cannot handle")
+    return a
+
+
+def _finite_values(a: np.ndarray, name: str) -> np.ndarray:
+    v = a[np.isfinite(a)]
+    if v.size == 0:
+        raise ValueError(f"{name}: no finite pixels (map is NaN everywhere)")
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# normalisation and smoothing
+# --------------------------------------------------------------------------------------------
+def minmax(h) -> np.ndarray:
+    """Rescale to [0, 1] over the finite pixels; NaN stays NaN.
+
+    Both papers min-max every map before thresholding so that fixed thresholds mean the same thing
+    for every phrase. A constant map has no contrast to stretch: it becomes all zeros (not NaN, as
+    a naive 0/0 would give), so that downstream thresholds predict nothing rather than failing.
+    Works on arrays of any dimension (the statistics are global).
+    """
+    a = _as_float(h, ndim=None)
+    finite = np.isfinite(a)
+    out = np.full(a.shape, np.nan)
+    if not finite.any():
+        return out
+    lo, hi = a[finite].min(), a[finite].max()
+    if hi > lo:
+        out[finite] = (a[finite] - lo) / (hi - lo)
+    else:
+        out[finite] = 0.0
+    return out
+
+
+def gaussian(h, sigma: float = 2.5) -> np.ndarray:
+    """Gaussian smoothing as Vilouras (scipy ``gaussian_filter``, mode reflect, truncate 4).
+
+    NaN is rejected: it would spread over the whole kernel footprint.
+    """
+    a = _as_float(h, allow_nan=False)
+    return ndimage.gaussian_filter(a, sigma=sigma, mode="reflect", truncate=4.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Otsu (Vilouras)
+# --------------------------------------------------------------------------------------------
+def otsu_threshold(h, nbins: int = 256) -> float:
+    """Otsu threshold with the semantics of ``skimage.filters.threshold_otsu``.
+
+    Histogram of the finite values in ``nbins`` equal bins over [min, max]; the threshold is the
+    centre of the bin that maximises the between-class variance (first one on ties); class weights
+    are float32 as in skimage, so near-ties break the same way. A map with a single value returns
+    that value (so ``h > thr`` is empty). Reimplemented to keep scikit-image out of the dependencies;
+    Vilouras call ``threshold_multiotsu(classes=2)``, which maximises the same criterion.
+    """
+    a = _as_float(h, ndim=None)
+    v = _finite_values(a, "h")
+    if np.all(v == v[0]):
+        return float(v[0])
+    counts, edges = np.histogram(v, bins=nbins, range=(v.min(), v.max()))
+    centers = (edges[:-1] + edges[1:]) / 2.0
+    counts = counts.astype(np.float32)
+    w1 = np.cumsum(counts)
+    w2 = np.cumsum(counts[::-1])[::-1]
+    m1 = np.cumsum(counts * centers) / w1
+    m2 = (np.cumsum((counts * centers)[::-1]) / w2[::-1])[::-1]
+    between = w1[:-1] * w2[1:] * (m1[:-1] - m2[1:]) ** 2
+    return float(centers[int(np.argmax(between))])
+
+
+def multiotsu2_threshold(h, nbins: int = 256) -> float:
+    """The threshold of ``skimage.filters.threshold_multiotsu(h, classes=2)``, which is what the
+    published Vilouras code calls.
+
+    Same histogram as ``otsu_threshold``, but skimage's multi-Otsu search: float32 lookup tables of
+    the class moments over bin *indices*, with two quirks kept for fidelity -- the first moment
+    starts at p[0] (not 0 * p[0]) and the one-bin lower class scores 0 -- and the first strict
+    maximum of the summed class scores wins. In practice it often lands one bin above
+    ``otsu_threshold``. Two occupied bins: the first bin's centre. A single value: that value
+    (skimage raises).
+    """
+    a = _as_float(h, ndim=None)
+    v = _finite_values(a, "h")
+    if np.all(v == v[0]):
+        return float(v[0])
+    counts, edges = np.histogram(v, bins=nbins, range=(v.min(), v.max()))
+    centers = (edges[:-1] + edges[1:]) / 2.0
+    prob = (counts / np.sum(counts)).astype(np.float32)
+    if np.count_nonzero(prob) == 2:
+        return float(centers[np.flatnonzero(prob)[0]])
+    zeroth = np.cumsum(prob, dtype=np.float32)
+    terms = np.arange(nbins, dtype=np.float32) * prob
+    terms[0] = prob[0]
+    first = np.cumsum(terms, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = np.where(zeroth > 0, first * first / zeroth, np.float32(0)).astype(np.float32)
+        low[0] = 0.0
+        z_hi = (zeroth[-1] - zeroth).astype(np.float32)
+        f_hi = (first[-1] - first).astype(np.float32)
+        high = np.where(z_hi > 0, f_hi * f_hi / z_hi, np.float32(0)).astype(np.float32)
+    sigma = (low[:-1] + high[:-1]).astype(np.float32)
+    return float(centers[int(np.argmax(sigma))])
+
+
+def otsu(h, nbins: int = 256, method: str = "otsu") -> tuple[np.ndarray, np.ndarray]:
+    """Vilouras' post-processing: keep the map where it exceeds the Otsu threshold.
+
+    Returns ``(h * (h > thr), mask)``: the output stays continuous (not binary), which is what their
+    mIoU thresholds and binned AUROC are computed on. NaN pixels stay NaN and are not in the mask.
+    method: "otsu" (``otsu_threshold``) or "multiotsu" (``multiotsu2_threshold``, the published
+    code's exact call).
+    """
+    a = _as_float(h)
+    if method == "otsu":
+        thr = otsu_threshold(a, nbins)
+    elif method == "multiotsu":
+        thr = multiotsu2_threshold(a, nbins)
+    else:
+        raise ValueError(f"otsu: method must be 'otsu' or 'multiotsu', got {method!r}")
+    with np.errstate(invalid="ignore"):
+        mask = a > thr
+    return a * mask, mask
+
+
+# --------------------------------------------------------------------------------------------
+# GMM (Nuetzel)
+# --------------------------------------------------------------------------------------------
+def gmm_threshold(h, seed: int = 0) -> float:
+    """Mean of the two component means of a 2-component 1-D Gaussian mixture on the finite pixels.
+
+    sklearn ``GaussianMixture(n_components=2, random_state=seed)`` as Nuetzel (who left it unseeded;
+    groundkit seeds it for reproducibility). Fewer than two distinct values: that value.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    a = _as_float(h, ndim=None)
+    v = _finite_values(a, "h")
+    if np.all(v == v[0]):
+        return float(v[0])
+    gm = GaussianMixture(n_components=2, random_state=seed)
+    with warnings.catch_warnings():
+        # few distinct values (e.g. tests) make k-means init warn; the fit is still well defined
+        warnings.simplefilter("ignore")
+        gm.fit(v.reshape(-1, 1))
+    return float(np.mean(gm.means_))
+
+
+def majority_filter(mask) -> np.ndarray:
+    """3x3 majority vote on interior pixels: set iff >= 5 of the 9 (itself included) are set.
+
+    Nuetzel's "orphan pixel" filter (mean of a 3x3 window >= 0.5). Border pixels keep their value
+    because their window would leave the image. Computed from the input, not in place.
+    """
+    m = np.asarray(mask)
+    if m.dtype != bool or m.ndim != 2:
+        raise ValueError(f"mask: expected a 2-D bool array, got dtype {m.dtype} shape {m.shape}")
+    out = m.copy()
+    if m.shape[0] < 3 or m.shape[1] < 3:
+        return out
+    c = m.astype(np.int32)
+    s = sum(c[1 + dy:c.shape[0] - 1 + dy, 1 + dx:c.shape[1] - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    out[1:-1, 1:-1] = s >= 5
+    return out
+
+
+def gmm(h, seed: int = 0) -> np.ndarray:
+    """Nuetzel's binary mask: pixels strictly above ``gmm_threshold``, then ``majority_filter``.
+
+    NaN pixels are never foreground.
+    """
+    a = _as_float(h)
+    thr = gmm_threshold(a, seed)
+    with np.errstate(invalid="ignore"):
+        mask = a > thr
+    return majority_filter(mask)
+
+
+# --------------------------------------------------------------------------------------------
+# SSIM and background-bias mitigation (Nuetzel)
+# --------------------------------------------------------------------------------------------
+def to_uint8(h) -> np.ndarray:
+    """Min-max to [0, 1], times 255, truncated to uint8 (as the published ``.to(torch.uint8)``)."""
+    a = minmax(_as_float(h, allow_nan=False))
+    return np.floor(a * 255.0).astype(np.uint8)
+
+
+def ssim(a, b) -> float:
+    """Mean SSIM of two maps on their 8-bit min-max versions (``to_uint8``).
+
+    Same numbers as ``skimage.metrics.structural_similarity`` with its defaults on uint8 input:
+    data range 255, 7x7 uniform window (scipy ``uniform_filter``, mode reflect), K1 = 0.01,
+    K2 = 0.03, sample covariance (N / (N - 1)), and the mean taken after cropping 3 pixels from
+    every border (where the window leaves the image).
+    """
+    a8, b8 = to_uint8(a), to_uint8(b)
+    if a8.shape != b8.shape:
+        raise ValueError(f"ssim: shapes differ: {a8.shape} vs {b8.shape}")
+    win = 7
+    if min(a8.shape) < win:
+        raise ValueError(f"ssim: maps must be at least {win}x{win}, got {a8.shape}")
+    x, y = a8.astype(np.float64), b8.astype(np.float64)
+    n = win * win
+    cov_norm = n / (n - 1.0)
+
+    def filt(z):
+        return ndimage.uniform_filter(z, size=win)
+
+    ux, uy = filt(x), filt(y)
+    uxx, uyy, uxy = filt(x * x), filt(y * y), filt(x * y)
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    p = (win - 1) // 2
+    return float(s[p:-p, p:-p].mean(dtype=np.float64))
+
+
+def bbm(A, M, image_bias, text_bias, variant: str = "mixture") -> tuple[np.ndarray, float]:
+    """Background-bias mitigation (Nuetzel eq. 2-4): blend the map A with the bias-product map M.
+
+    s = max(0, ssim(image_bias, text_bias)) measures how much the image and text passes share the
+    same background pattern; the more they do, the more weight goes to M.
+      mixture:   (1-s)^2 A + 2 s (1-s) (M + A + M*A)/2 + s^2 M   (eq. 2, published default)
+      linear:    s M + (1-s) A                                    (eq. 3)
+      quadratic: (1-s)^2 A + 2 s (1-s) M*A + s^2 M                (eq. 4)
+    Not renormalised afterwards, as published. Returns (P, s).
+    """
+    if variant not in BBM_VARIANTS:
+        raise ValueError(f"bbm: unknown variant {variant!r}; expected one of {BBM_VARIANTS}")
+    A = _as_float(A, "A", allow_nan=False)
+    M = _as_float(M, "M", allow_nan=False)
+    if A.shape != M.shape:
+        raise ValueError(f"bbm: A and M shapes differ: {A.shape} vs {M.shape}")
+    s = max(0.0, ssim(image_bias, text_bias))
+    if variant == "mixture":
+        P = (1 - s) ** 2 * A + 2 * s * (1 - s) * (M + A + M * A) / 2 + s**2 * M
+    elif variant == "linear":
+        P = s * M + (1 - s) * A
+    else:
+        P = (1 - s) ** 2 * A + 2 * s * (1 - s) * (M * A) + s**2 * M
+    return P, s
+
+
+def bbm_matrix_map(p_img, p_txt) -> np.ndarray:
+    """M for BBM: min-max of the mean over (step, layer) of the matrix product p_img @ p_txt.
+
+    p_img: (S, L, H, H) start-token maps of the GT-noised pass; p_txt: (S, L, H, H) token-mean maps
+    of the text-only pass. The product is literally the HxH matrix product, as published (the mean
+    over tokens of P_img @ P_txt,t equals P_img @ mean_t P_txt,t, so token-mean input is exact).
+    """
+    a = _as_float(p_img, "p_img", ndim=4, allow_nan=False)
+    b = _as_float(p_txt, "p_txt", ndim=4, allow_nan=False)
+    if a.shape != b.shape:
+        raise ValueError(f"bbm_matrix_map: shapes differ: {a.shape} vs {b.shape}")
+    if a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"bbm_matrix_map: maps must be square for a matrix product, got {a.shape[-2:]}")
+    return minmax(np.matmul(a, b).mean(axis=(0, 1)))
+
+
+# --------------------------------------------------------------------------------------------
+# resizing and the inverse of resize + center crop
+# --------------------------------------------------------------------------------------------
+def nearest_indices(in_size: int, out_size: int) -> np.ndarray:
+    """Source index of each output index for torch ``interpolate(mode="nearest")`` (CPU).
+
+    src = min(floor(dst * scale), in - 1) with scale = in / out, all in float32 as torch computes
+    it for float32 tensors (the published maps are float32), including the rare rounding cases
+    (e.g. 6 -> 3056, dst 1528: float32 gives 2 where exact arithmetic gives 3). torch's float64
+    kernel computes in double and can differ there by one pixel.
+    """
+    if in_size < 1 or out_size < 1:
+        raise ValueError(f"nearest_indices: sizes must be >= 1, got {in_size}, {out_size}")
+    if in_size == out_size:
+        return np.arange(out_size)
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(src, in_size - 1)
+
+
+def resize(h, out_size, mode: str = "bilinear") -> np.ndarray:
+    """Resize a 2-D map like ``torch.nn.functional.interpolate`` (bilinear: align_corners=False,
+    no antialias; nearest: legacy "nearest"). out_size: int (square) or (height, width).
+    """
+    if isinstance(out_size, (int, np.integer)):
+        out_hw = (int(out_size), int(out_size))
+    else:
+        out_hw = tuple(int(s) for s in out_size)
+        if len(out_hw) != 2:
+            raise ValueError(f"resize: out_size must be an int or (height, width), got {out_size!r}")
+    if min(out_hw) < 1:
+        raise ValueError(f"resize: out_size must be positive, got {out_hw}")
+    if mode == "nearest":
+        m = np.asarray(h)
+        if m.ndim != 2:
+            raise ValueError(f"resize: expected a 2-D array, got shape {m.shape}")
+        rows = nearest_indices(m.shape[0], out_hw[0])
+        cols = nearest_indices(m.shape[1], out_hw[1])
+        return m[rows[:, None], cols[None, :]]
+    if mode != "bilinear":
+        raise ValueError(f"resize: mode must be 'bilinear' or 'nearest', got {mode!r}")
+    import torch
+    import torch.nn.functional as F
+
+    a = _as_float(h)
+    t = torch.from_numpy(np.ascontiguousarray(a))[None, None]
+    out = F.interpolate(t, size=out_hw, mode="bilinear", align_corners=False, antialias=False)
+    return out[0, 0].numpy().copy()
+
+
+def _check_crop_map(h: np.ndarray, geometry: Geometry) -> None:
+    if not isinstance(geometry, Geometry):
+        raise ValueError(f"geometry: expected a groundkit.geometry.Geometry, got {type(geometry).__name__}")
+    if h.shape != (geometry.size, geometry.size):
+        raise ValueError(f"map shape {h.shape} does not match the crop size {geometry.size}x{geometry.size}")
+
+
+def to_original(h, geometry: Geometry) -> np.ndarray:
+    """Map a crop-space map back to original pixels, NaN where the center crop cut the image.
+
+    Nearest-resize (torch semantics) the size x size map to short x short, then pad with NaN by
+    ``geometry.pad`` to (orig_h, orig_w) -- the Vilouras evaluation. Bool masks go through
+    ``mask_to_original`` (False in the padding) and come back bool.
+    """
+    m = np.asarray(h)
+    if m.dtype == bool:
+        return mask_to_original(m, geometry)
+    a = _as_float(m)
+    _check_crop_map(a, geometry)
+    short = geometry.short
+    top, bottom, left, right = geometry.pad
+    out = np.full((geometry.orig_h, geometry.orig_w), np.nan)
+    out[top:top + short, left:left + short] = resize(a, short, mode="nearest")
+    return out
+
+
+def mask_to_original(mask, geometry: Geometry) -> np.ndarray:
+    """``to_original`` for a bool mask: nearest resize, False where the crop cut the image."""
+    m = np.asarray(mask)
+    if m.dtype != bool or m.ndim != 2:
+        raise ValueError(f"mask: expected a 2-D bool array, got dtype {m.dtype} shape {m.shape}")
+    _check_crop_map(m, geometry)
+    short = geometry.short
+    top, bottom, left, right = geometry.pad
+    out = np.zeros((geometry.orig_h, geometry.orig_w), dtype=bool)
+    out[top:top + short, left:left + short] = resize(m, short, mode="nearest")
+    return out

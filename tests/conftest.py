@@ -1,0 +1,31 @@
+"""Make ``tests/`` importable as a plain directory (``from builders import ...``).
+
+The tests folder has no ``__init__.py`` on purpose: monai-generative installs a stray top-level ``tests``
+package into site-packages, so ``import tests.x`` would be ambiguous. Helpers are imported by module name
+with this folder on ``sys.path`` instead.
+"""
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_monai_bundle(tmp_path_factory):
+    """Tiny MONAI model-zoo bundle (old monai-generative state dicts); skipped without that package."""
+    pytest.importorskip("generative.networks.nets")
+    from builders import build_monai_bundle
+
+    return build_monai_bundle(tmp_path_factory.mktemp("monai_bundle"), tiny=True, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_cxrbert(tmp_path_factory):
+    """Tiny diffusers SD-1.5 + CXR-BERT tree."""
+    from builders import build_sd_cxrbert
+
+    return build_sd_cxrbert(tmp_path_factory.mktemp("sd_cxrbert"), tiny=True, seed=0)
