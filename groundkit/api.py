@@ -46,9 +46,21 @@ def load(checkpoint: str | Path = "demo", device: str | None = None, dtype: str 
     dev = pick_device(device)
     dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     cls = registry.get_adapter_class(entry.adapter)
+    _quiet_loaders()
     start = time.perf_counter()
     adapter = cls.from_entry(entry.adapter_entry(), device=dev, dtype=dt)
     return GroundingModel(adapter, entry, load_seconds=time.perf_counter() - start)
+
+
+def _quiet_loaders() -> None:
+    """Library loaders print per-tensor progress bars; groundkit shows its own progress instead."""
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.disable_progress_bar()
+        tlog.set_verbosity_error()
+    except ImportError:
+        pass
 
 
 class _LRU(OrderedDict):
@@ -97,7 +109,7 @@ class GroundingModel:
         return r
 
     # ------------------------------------------------------------------ caches
-    def _prepare(self, image) -> _Prepared:
+    def prepare(self, image) -> _Prepared:
         img = load_image(image)
         key = hashlib.sha1(np.ascontiguousarray(img).tobytes() + str(img.shape).encode()).hexdigest()
         hit = self._latents.get(key)
@@ -131,7 +143,7 @@ class GroundingModel:
         categories = list(categories) if categories is not None else [None] * len(phrases)
         r = self.recipe(recipe, **overrides)
         t0 = time.perf_counter()
-        prep = self._prepare(image)
+        prep = self.prepare(image)
         captured = self.capture(prep, phrases, r, categories=categories, token_maps=token_maps, progress=progress)
         out = []
         for p, phrase in enumerate(phrases):

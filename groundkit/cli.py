@@ -98,7 +98,7 @@ def run(
     typer.echo(f"grounded {text!r} with {model.entry.name} / {g.recipe.name} in {g.info['timings']['total_seconds_batch']:.1f} s, "
                f"{calls:g} U-Net calls -> {out}/overlay.png")
     if boxes:
-        typer.echo("metrics: " + ", ".join(f"{k}={v:.3f}" for k, v in g.evaluate(boxes).items() if isinstance(v, float)))
+        typer.echo("metrics: " + ", ".join(f"{k}={v:.3f}" for k, v in g.evaluate(boxes).items() if not k.startswith("n_boxes")))
 
 
 @checkpoints_app.command("list")
@@ -132,6 +132,32 @@ def demo_data(
 
     csv = generate(out, n=n, seed=seed, size=size, split=split)
     typer.echo(f"wrote {n} images and {csv}")
+
+
+@checkpoints_app.command("verify")
+def checkpoints_verify(name: str, checkpoints_file: Optional[Path] = typer.Option(None, "--checkpoints-file"),
+                       deep: bool = typer.Option(True, help="also read every weights file and check its keys and shapes")):
+    """Check a checkpoint's files: presence, sizes, sha256 (when recorded), key sets; say what to fetch."""
+    from .verify import verify_checkpoint
+
+    try:
+        report = verify_checkpoint(name, checkpoints_file=checkpoints_file, deep=deep)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(report.text())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _register_bench_commands() -> None:
+    """`benchmark` and `ablate` live with the benchmark code (groundkit.bench)."""
+    from .bench import ablation_cli, commands
+
+    commands.register(app)
+    ablation_cli.register(app)
+
+
+_register_bench_commands()
 
 
 def main() -> None:  # console script

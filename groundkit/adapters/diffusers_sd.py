@@ -46,7 +46,7 @@ class DiffusersSDAdapter:
                  device="cpu", dtype=torch.float32, max_length=77, pass_mask=True):
         self.device, self.dtype = torch.device(device), dtype
         self.vae = vae.to(self.device).eval() if vae is not None else None
-        self.unet_model = unet.to(self.device, dtype).eval()
+        self.unet_model = unet.to(self.device).to(dtype).eval()
         self.text_encoder = text_encoder.to(self.device).eval()
         self.tokenizer, self.schedule = tokenizer, schedule
         self.image_size, self.scale_factor = image_size, scale_factor
@@ -67,7 +67,9 @@ class DiffusersSDAdapter:
     @classmethod
     def from_entry(cls, entry: dict[str, Any], device="cpu", dtype=torch.float32) -> "DiffusersSDAdapter":
         from diffusers import AutoencoderKL, UNet2DConditionModel
+        from diffusers.utils import logging as dlog
 
+        dlog.set_verbosity_error()  # no "install accelerate" advice on every load
         root = Path(entry["path"])
         sub = entry.get("unet_subfolder")
         subs = [sub] if sub else ["unet_ema", "unet"]

@@ -1,0 +1,197 @@
+"""U-Net calls, wall time and peak memory per phrase: published protocols vs groundkit's schedules.
+
+    python benchmarks/speed.py --tiny          # seconds: tiny random models, everything run for real
+    python benchmarks/speed.py                 # real-size random-weight models (CPU: ~15 minutes)
+    python benchmarks/speed.py --device cuda   # on a GPU
+
+Both protocols are run the published way (naive: every grid step, [uncond, cond] batches, phrase by
+phrase) and the groundkit way (same maps: phrase-independent work once per image, no CFG half where
+it cannot change the maps, batched timesteps and phrases), and the maps are compared. At real size
+on a CPU the naive Vilouras run (334 forwards of batch 2 per phrase) takes long: `--naive-steps K`
+runs its first K steps and extrapolates linearly, and says so in the table.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import groundkit as gk  # noqa: E402
+from groundkit.engine.capture import Recorder  # noqa: E402
+from groundkit.engine.schedules import add_noise, ddim_move, gt_noise  # noqa: E402
+from groundkit.heatmap import make_heatmap  # noqa: E402
+from groundkit.maps import AttentionMaps  # noqa: E402
+from groundkit.tokens import token_weights  # noqa: E402
+
+PHRASES = ["small left apical pneumothorax", "moderate cardiomegaly", "right lower lobe consolidation",
+           "bilateral pleural effusions", "left basal atelectasis"]
+
+
+# ---------------------------------------------------------------- memory
+def reset_peak(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:  # Linux: reset the process's peak RSS (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------- the published (naive) schedules
+@torch.no_grad()
+def naive_vilouras(model, image, phrase, recipe, max_steps=None):
+    """Published loop: DDIM inversion over the whole grid, batch [uncond, cond] at every step,
+    guidance 0, maps recorded from the conditional half at the window's steps."""
+    a = model.adapter
+    prep = model.prepare(image)
+    text, null = a.encode_text([phrase]), a.encode_text([""]).embeddings
+    w = token_weights(text, 0, recipe.tokens)[None, None].to(a.device)
+    grid = recipe.timesteps(a.schedule.num_train_timesteps)
+    window = set(range(*recipe.steps))
+    layers = [model.layers[i] for i in (recipe.layers or range(len(model.layers)))]
+    rec, calls = Recorder(layers), 0
+    z = prep.z0.float()
+    n = len(grid) if max_steps is None else min(max_steps, len(grid))
+    with a.capture(rec):
+        for i in range(n):
+            keys = [None, (0, i) if i in window else None]
+            with rec.armed(keys, torch.cat([w, w])):
+                pred = a.unet(torch.cat([z, z]), torch.tensor([grid[i]] * 2, device=a.device), torch.cat([null, text.embeddings]))
+            calls += 2
+            if i + 1 < len(grid):
+                z = ddim_move(a.schedule, z, pred[:1], grid[i], float(a.schedule.alphas_cumprod[grid[i + 1]]))
+    return _maps_from(rec, layers, sorted(window)) if n == len(grid) else None, calls, n / len(grid)
+
+
+@torch.no_grad()
+def naive_nuetzel(model, image, phrase, recipe):
+    """Published loop: all 50 grid steps, one at a time, CFG batch [uncond, cond], fresh noise per step."""
+    a = model.adapter
+    prep = model.prepare(image)
+    text, null = a.encode_text([phrase]), a.encode_text([""]).embeddings
+    w = token_weights(text, 0, recipe.tokens)[None, None].to(a.device)
+    grid = recipe.timesteps(a.schedule.num_train_timesteps)
+    window = set(range(*recipe.steps))
+    layers = [model.layers[i] for i in (recipe.layers or range(len(model.layers)))]
+    rec, calls = Recorder(layers), 0
+    with a.capture(rec):
+        for i in range(len(grid)):
+            zt = add_noise(prep.z0.float().cpu(), gt_noise(recipe.seed, i, tuple(prep.z0.shape)), float(a.schedule.alphas_cumprod[grid[i]])).to(a.device)
+            keys = [None, (0, i) if i in window else None]
+            with rec.armed(keys, torch.cat([w, w])):
+                a.unet(torch.cat([zt, zt]), torch.tensor([grid[i]] * 2, device=a.device), torch.cat([null, text.embeddings]))
+            calls += 2
+    if recipe.bbm:  # the text-only pass is DDIM sampling with CFG: the same 2 x 50 calls either way
+        from groundkit.engine.run import text_pass
+
+        tw = torch.cat([w, token_weights(text, 0, "start")[None, None].to(a.device)], dim=1)
+        tp = text_pass(a, grid, text.embeddings, tw, null, list(range(*recipe.bbm_steps)), layers, recipe.seed,
+                       recipe.guidance_scale, tuple(prep.z0.shape))
+        calls += tp.unet_calls
+    return _maps_from(rec, layers, sorted(window)), calls, 1.0
+
+
+def _maps_from(rec, layers, steps):
+    maps = {info.index: torch.stack([rec.maps[((0, s), info.index)] for s in steps]).cpu() for info in layers}
+    return AttentionMaps(layers, steps, ["selected"], maps)
+
+
+# ---------------------------------------------------------------- measurement
+def timed(device, fn):
+    reset_peak(device)
+    sync(device)
+    t = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - t, peak_mb(device)
+
+
+def bench_family(name, folder, recipe_name, device, naive_steps, image, dtype):
+    rows = []
+    model = gk.load(folder, device=str(device), dtype=dtype)
+    recipe = model.recipe(recipe_name)
+    print(f"\n== {name}: {recipe_name} ({len(model.layers)} cross-attention layers, grid {recipe.grid}, window {recipe.steps})", flush=True)
+    model.prepare(image)  # warm-up: latents cached for every variant alike
+    naive = naive_vilouras if recipe.mode == "ddim-inversion" else naive_nuetzel
+    kw = {"max_steps": naive_steps} if recipe.mode == "ddim-inversion" else {}
+    (nmaps, ncalls, frac), sec, mem = timed(device, lambda: naive(model, image, PHRASES[0], recipe, **kw))
+    label = "published (naive)" + ("" if frac == 1 else f", extrapolated from {ncalls // 2} steps")
+    rows.append((label, 1, ncalls / frac, sec / frac, mem))
+    for n in (1, 5):
+        model._inversions.clear()
+        model._text_passes.clear()
+        gs, sec, mem = timed(device, lambda: model.ground_many(image, PHRASES[:n], recipe))
+        rows.append((f"groundkit {recipe_name}, {n} phrase(s)/image", n, gs[0].info["unet_calls_total"] / n, sec / n, mem))
+        if n == 1 and nmaps is not None:
+            ref = make_heatmap(nmaps, recipe.override(threshold="none", bbm=None), model.adapter.image_size).heatmap
+            mine = make_heatmap(model.capture(model.prepare(image), PHRASES[:1], recipe.override(bbm=None), [None]).maps[0],
+                                recipe.override(threshold="none", bbm=None), model.adapter.image_size).heatmap
+            print(f"   same maps as the published loop: max |diff| = {np.abs(ref - mine).max():.2e}")
+    for r in rows:
+        print(f"   {r[0]:<55} calls/phrase {r[2]:7.1f}   s/phrase {r[3]:8.2f}   peak MB {r[4]:8.0f}")
+    base = rows[0][3]
+    print(f"   speed-up per phrase: 1 phrase x{base / rows[1][3]:.1f}, 5 phrases x{base / rows[2][3]:.1f}")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiny", action="store_true", help="tiny random models (seconds)")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--naive-steps", type=int, default=None,
+                    help="run only the first K steps of the naive Vilouras inversion and extrapolate (default: all when --tiny, 20 at real size on CPU)")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    from builders import build_monai_bundle, build_sd_cxrbert
+
+    from groundkit.api import pick_device
+
+    device = pick_device(args.device)
+    naive_steps = args.naive_steps if args.naive_steps is not None else (None if args.tiny or device.type != "cpu" else 20)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="groundkit-speed-"))
+    rng = np.random.default_rng(0)
+    image = (rng.random((600, 500)) * 0.3).astype(np.float32)
+    image[200:350, 100:250] += 0.6
+    print(f"device {device}, dtype {args.dtype}, torch {torch.__version__}, threads {torch.get_num_threads()}, {'tiny' if args.tiny else 'real-size'} random weights")
+    t = time.perf_counter()
+    monai = build_monai_bundle(work / "monai", tiny=args.tiny)
+    sd = build_sd_cxrbert(work / "sd", tiny=args.tiny)
+    print(f"built checkpoints in {time.perf_counter() - t:.0f} s under {work}")
+    bench_family("MONAI LDM + CLIP (Vilouras 2024)", monai, "vilouras2024", device, naive_steps, image, args.dtype)
+    bench_family("SD 1.5 + CXR-BERT (Nuetzel 2025)", sd, "nuetzel2025", device, None, image, args.dtype)
+    bench_family("SD 1.5 + CXR-BERT (Nuetzel 2025, BBM)", sd, "nuetzel2025-bbm", device, None, image, args.dtype)
+
+
+if __name__ == "__main__":
+    main()
