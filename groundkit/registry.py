@@ -140,6 +140,29 @@ def load_checkpoints(file: str | Path | None = None) -> dict[str, CheckpointEntr
     return out
 
 
+FOLDER_CONFIG = "groundkit.yaml"
+
+
+def folder_config(path: Path) -> dict[str, Any]:
+    """Optional ``groundkit.yaml`` inside a checkpoint folder: recipe, overrides and adapter options
+    that travel with the weights (e.g. a pixel-space model's input size)."""
+    file = Path(path) / FOLDER_CONFIG
+    if not file.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CheckpointConfigError(f"{file}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointConfigError(f"{file}: expected a mapping")
+    unknown = set(data) - {"adapter", "recipe", "overrides", "description"} - ADAPTER_OPTIONS
+    if unknown:
+        raise CheckpointConfigError(f"{file}: unknown keys {sorted(unknown)}")
+    if "recipe" in data and data["recipe"] not in RECIPES:
+        raise CheckpointConfigError(f"{file}: recipe: unknown recipe {data['recipe']!r} (known: {', '.join(RECIPES)})")
+    return data
+
+
 def detect_adapter(path: str | Path) -> str:
     """Which adapter serves a folder, from its layout."""
     p = Path(path)
@@ -164,10 +187,16 @@ def resolve(checkpoint: str | Path, checkpoints_file: str | Path | None = None) 
         missing = entry.missing_files()
         if missing:
             raise FileNotFoundError(f"checkpoint {entry.name!r}: missing file {entry.path / missing[0]}. {entry.source}".strip())
+        cfg = folder_config(entry.path)
+        entry.options = {**{k: v for k, v in cfg.items() if k in ADAPTER_OPTIONS}, **entry.options}
+        entry.overrides = {**dict(cfg.get("overrides") or {}), **entry.overrides}
         return entry
     p = Path(checkpoint)
     if not p.exists():
         raise ValueError(f"{checkpoint!r} is neither a checkpoint name ({', '.join(entries)}) nor an existing folder")
-    adapter = detect_adapter(p)
-    recipe = "vilouras2024" if adapter == "monai-ldm" else "nuetzel2025"
-    return CheckpointEntry(name=p.name, adapter=adapter, path=p.resolve(), recipe=recipe)
+    cfg = folder_config(p)
+    adapter = cfg.get("adapter") or detect_adapter(p)
+    recipe = cfg.get("recipe") or ("vilouras2024" if adapter == "monai-ldm" else "nuetzel2025")
+    return CheckpointEntry(name=p.name, adapter=adapter, path=p.resolve(), recipe=recipe,
+                           description=str(cfg.get("description", "")), overrides=dict(cfg.get("overrides") or {}),
+                           options={k: v for k, v in cfg.items() if k in ADAPTER_OPTIONS})

@@ -37,12 +37,13 @@ IMAGE_SIZE = 64
 MAX_LENGTH = 32
 TEXT_DIM = 64
 
+# cross-attention at 16x16 and 8x8 only: 7 layers, the same block types as SD 1.5 (CrossAttn* blocks)
 UNET_CONFIG = dict(
     sample_size=IMAGE_SIZE, in_channels=1, out_channels=1, layers_per_block=1,
-    block_out_channels=(32, 64, 128),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    cross_attention_dim=TEXT_DIM, attention_head_dim=4, norm_num_groups=16,
+    block_out_channels=(16, 32, 64, 96),
+    down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    cross_attention_dim=TEXT_DIM, attention_head_dim=4, norm_num_groups=8,
 )
 SCHEDULER_CONFIG = dict(
     _class_name="DDIMScheduler", num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
@@ -69,6 +70,9 @@ def build_folder(out: Path, seed: int) -> None:
     UNet2DConditionModel(**UNET_CONFIG).save_pretrained(out / "unet_ema", safe_serialization=True)
     (out / "scheduler").mkdir(exist_ok=True)
     (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG, indent=2))
+    (out / "groundkit.yaml").write_text(
+        "# options that travel with the weights (read by groundkit.registry)\n"
+        f"adapter: diffusers-sd\nrecipe: nuetzel2025\nimage_size: {IMAGE_SIZE}\nmax_length: {MAX_LENGTH}\nvae: identity\n")
     (out / "model_index.json").write_text(json.dumps({
         "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
         "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "BertModel"],
@@ -92,7 +96,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "groundkit" / "assets" / "demo")
     ap.add_argument("--minutes", type=float, default=40.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-train", type=int, default=6000)
+    ap.add_argument("--n-train", type=int, default=20000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--uncond-prob", type=float, default=0.1)

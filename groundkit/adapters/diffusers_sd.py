@@ -50,7 +50,10 @@ class DiffusersSDAdapter:
         self.text_encoder = text_encoder.to(self.device).eval()
         self.tokenizer, self.schedule = tokenizer, schedule
         self.image_size, self.scale_factor = image_size, scale_factor
-        self.max_length, self.pass_mask = max_length, pass_mask
+        # never longer than the text encoder's position table (77 for CLIP and, forced, for CXR-BERT)
+        positions = getattr(getattr(text_encoder, "config", None), "max_position_embeddings", None)
+        self.max_length = min(max_length, int(positions)) if positions else max_length
+        self.pass_mask = pass_mask
         self.in_channels = int(self.unet_model.config.in_channels)
         down = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self.latent_size = image_size // down
