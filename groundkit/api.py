@@ -119,6 +119,28 @@ class GroundingModel:
             self._latents.put(key, hit)
         return _Prepared(img, key, hit[0], hit[1])
 
+    def auto_batch_size(self, fraction: float = 0.6, cap: int = 64) -> int:
+        """Items per U-Net forward that fit in ``fraction`` of the free GPU memory, measured by one
+        probe forward (8 on CPU/MPS, where the batch does not buy parallelism the same way)."""
+        if hasattr(self, "_auto_batch"):
+            return self._auto_batch
+        dev = self.adapter.device
+        if dev.type != "cuda":
+            self._auto_batch = 8
+            return 8
+        null = self._null()
+        c = int(getattr(getattr(self.adapter.unet_model, "config", None), "in_channels", 0) or self.adapter.unet_model.in_channels)
+        z = torch.zeros(2, c, self.adapter.latent_size, self.adapter.latent_size, device=dev)
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+        with torch.no_grad():
+            self.adapter.unet(z, torch.tensor([500, 500], device=dev), null.expand(2, -1, -1))
+        per_item = max(1, (torch.cuda.max_memory_allocated(dev) - base) / 2)
+        free, _ = torch.cuda.mem_get_info(dev)
+        self._auto_batch = int(max(1, min(cap, fraction * free // per_item)))
+        return self._auto_batch
+
     def _null(self) -> torch.Tensor:
         if not hasattr(self, "_null_ctx"):
             self._null_ctx = self.adapter.encode_text([""]).embeddings
@@ -197,6 +219,8 @@ class GroundingModel:
         cache = {"latents": 0, "inversion": 0, "text_pass": 0}
         calls = forwards = 0
         ctx = text.embeddings
+        if r.batch_size == 0:
+            r = r.override(batch_size=self.auto_batch_size())
         if r.mode == "gt-noised":
             res = engine.gt_noised_pass(self.adapter, grid, prep.z0, ctx, weights, steps, layer_infos, r.seed, r.batch_size, progress)
         else:

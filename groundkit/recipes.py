@@ -43,7 +43,7 @@ class Recipe:
     protocol: str = "nuetzel"
     # --- engine
     seed: int = 0
-    batch_size: int = 8  # U-Net batch items per forward (timesteps x phrases)
+    batch_size: int = 8  # U-Net batch items per forward (timesteps x phrases); 0 = chosen from free GPU memory
 
     def __post_init__(self) -> None:
         _check(self.mode in MODES, "mode", self.mode, MODES)
@@ -60,8 +60,8 @@ class Recipe:
                 raise ValueError(f"recipe field {name!r}: expected 0 <= start < end, got {a}:{b}")
         if self.bbm is not None and self.mode != "gt-noised":
             raise ValueError("recipe field 'bbm': Bimodal Bias Merging needs mode='gt-noised' (its image bias is the GT-noised start-token map)")
-        if self.batch_size < 1:
-            raise ValueError(f"recipe field 'batch_size': expected >= 1, got {self.batch_size}")
+        if self.batch_size < 0:
+            raise ValueError(f"recipe field 'batch_size': expected >= 1, or 0 for automatic, got {self.batch_size}")
 
     # ------------------------------------------------------------------ helpers
     def override(self, **changes: Any) -> "Recipe":
@@ -145,6 +145,9 @@ def _parse(key: str, value: str) -> Any:
 
 def _normalise(key: str, value: Any) -> Any:
     if key in ("steps", "bbm_steps") and value is not None:
+        if isinstance(value, int):
+            raise ValueError(f"recipe field {key!r}: got the number {value}; YAML 1.1 reads an unquoted 40:50 as a "
+                             "base-60 number: write '40:50' in quotes or [40, 50]")
         return tuple(int(v) for v in value)
     if key == "layers" and value is not None:
         return tuple(sorted(int(v) for v in value))
