@@ -16,8 +16,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_monai_bundle(tmp_path_factory):
-    """Tiny MONAI model-zoo bundle (old monai-generative state dicts); skipped without that package."""
-    pytest.importorskip("generative.networks.nets")
+    """Tiny MONAI model-zoo bundle (old monai-generative state dicts: the [dev] extra installs it)."""
     from builders import build_monai_bundle
 
     return build_monai_bundle(tmp_path_factory.mktemp("monai_bundle"), tiny=True, seed=0)
@@ -29,3 +28,11 @@ def tiny_sd_cxrbert(tmp_path_factory):
     from builders import build_sd_cxrbert
 
     return build_sd_cxrbert(tmp_path_factory.mktemp("sd_cxrbert"), tiny=True, seed=0)
+
+
+def pytest_configure(config):
+    """One torch thread: the suite runs tiny models, where thread hand-offs cost more than they buy
+    (and torchrun workers use one thread too, so 1-process vs 2-rank results compare exactly)."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -53,16 +53,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--size", type=int, default=256, help="short side of the generated images")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo-quality")
-    ap.add_argument("--set", action="append", default=[], help="recipe override field=value (both protocols)")
+    ap.add_argument("--set-v", action="append", default=[], help="override for the Vilouras recipe, field=value")
+    ap.add_argument("--set-n", action="append", default=[], help="override for the Nuetzel recipe, field=value")
+    ap.add_argument("--protocols", default="vilouras,nuetzel")
     args = ap.parse_args()
+    protocols = {p: RECIPES[p] for p in args.protocols.split(",")}
     model = gk.load(args.checkpoint, device="cpu")
-    overrides = dict(s.split("=", 1) for s in args.set)
+    overrides = {"vilouras": dict(s.split("=", 1) for s in args.set_v), "nuetzel": dict(s.split("=", 1) for s in args.set_n)}
     samples = list(synthetic.iter_samples(args.n, args.seed, args.size))
-    rows = {(p, m): [] for p in RECIPES for m in ("demo", "uniform", "centre")}
+    rows = {(p, m): [] for p in protocols for m in ("demo", "uniform", "centre")}
     t0, calls = time.time(), 0
     for i, (img, phrase, cat, boxes) in enumerate(samples):
-        for proto, rname in RECIPES.items():
-            g = model.ground(img, phrase, rname, category=cat, **overrides)
+        for proto, rname in protocols.items():
+            g = model.ground(img, phrase, rname, category=cat, **overrides[proto])
             calls += g.info["unet_calls"]
             rows[(proto, "demo")].append({"category": cat, **g.evaluate(boxes)})
             for kind, name in (("uniform", "uniform"), ("centre", "centre")):
@@ -72,8 +75,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     lines = [f"# demo checkpoint quality: held-out synthetic split (seed {args.seed}, n={len(samples)}, {args.size} px)", ""]
     summary = {}
-    for proto, rname in RECIPES.items():
-        recipe = model.recipe(rname, **overrides)
+    for proto, rname in protocols.items():
+        recipe = model.recipe(rname, **overrides[proto])
         lines += [f"## {proto} protocol (recipe {rname}: {json.dumps({k: v for k, v in recipe.to_dict().items() if k in ('mode', 'grid', 'steps', 'layers', 'tokens', 'threshold')})})", ""]
         cats = [c for c in CATEGORIES if any(r["category"] == c for r in rows[(proto, "demo")])]
         lines.append("| model | metric | " + " | ".join(cats) + " | macro | per-sample |")

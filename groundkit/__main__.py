@@ -1,0 +1,5 @@
+"""``python -m groundkit ...`` (and ``torchrun --nproc-per-node K -m groundkit benchmark ...``)."""
+from .cli import main
+
+if __name__ == "__main__":
+    main()

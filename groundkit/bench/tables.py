@@ -1,0 +1,456 @@
+"""Benchmark tables in the two papers' layouts, with the published numbers beside ours.
+
+- **Vilouras et al. 2024, Table I** (Vilouras protocol configs): rows = method x metric
+  (|CNR| = ``cnr_abs``, CNR = ``cnr``, mIoU % = ``miou_thr``, AUC-ROC % = ``auroc_binned5``), columns =
+  the 8 categories in the paper's order + Avg (= macro mean over categories, ``± std`` of the category
+  means); our rows, the paper's "Vilouras2024 (MONAI LDM zero-shot)" rows, their difference, then the
+  paper's other methods.
+- **Nuetzel et al. 2025, Table 1** (Nützel protocol configs): rows = categories in the paper's order +
+  "Weighted Avg. (squared counts)" (their published average, class means weighted by n_c^2), plus our
+  "Per-sample mean" and "Macro mean"; columns = mIoU (``miou_fgbg``) and CNR (signed ``cnr``), ours /
+  published / difference. The published column is picked from the recipe (bbm=None -> CXR-BERT_LDM,
+  bbm=mixture -> CXR-BERT_LDM+BBM); **Table 3** likewise (tokens=disease / lexical -> *_filter,
+  bbm=linear / quadratic / mixture -> bbm_*). A recipe that differs from the published one is flagged
+  with the differing fields, and a column that is only the nearest published one says so.
+- "All metrics": every protocol metric per category for every config.
+
+Published numbers are read from ``benchmarks/reference/*.csv`` ('#' lines are comments); set
+GROUNDKIT_REFERENCE_DIR or pass ``reference_dir`` to use another copy. Errored rows are left out
+of every mean (and counted in the notes).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..protocols import CATEGORIES, Aggregate, aggregate
+from .runner import Config, metric_value
+
+__all__ = ["Section", "Tables", "build_tables", "write_tables", "read_reference_csv", "load_references",
+           "default_reference_dir", "nuetzel_reference_columns", "recipe_differences",
+           "VILOURAS_ORDER", "NUETZEL_ORDER"]
+
+VILOURAS_ORDER = ("Pneumonia", "Pneumothorax", "Consolidation", "Atelectasis", "Edema", "Cardiomegaly",
+                  "Lung Opacity", "Pleural Effusion")
+NUETZEL_ORDER = ("Atelectasis", "Cardiomegaly", "Consolidation", "Lung Opacity", "Edema", "Pneumonia",
+                 "Pneumothorax", "Pleural Effusion")
+# (metric, label in the paper, scale to the paper's unit, format)
+VILOURAS_METRICS = (("cnr_abs", "|CNR|", 1.0, "{:.2f}"), ("cnr", "CNR", 1.0, "{:.2f}"),
+                    ("miou_thr", "mIoU (%)", 100.0, "{:.1f}"), ("auroc_binned5", "AUC-ROC (%)", 100.0, "{:.1f}"))
+NUETZEL_METRICS = (("miou_fgbg", "miou", "mIoU", "{:.3f}"), ("cnr", "cnr", "CNR", "{:.2f}"))
+VILOURAS_PAPER_METHOD = "Vilouras2024 (MONAI LDM zero-shot)"
+WEIGHTED = "Weighted Avg. (squared counts)"
+PER_SAMPLE = "Per-sample mean"
+MACRO = "Macro mean"
+DASH = "—"
+
+
+# --------------------------------------------------------------------------------------------
+# reference numbers
+# --------------------------------------------------------------------------------------------
+def default_reference_dir() -> Path | None:
+    env = os.environ.get("GROUNDKIT_REFERENCE_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2] / "benchmarks" / "reference"
+    return repo if repo.is_dir() else None
+
+
+def _num(v: str) -> Any:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def read_reference_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a reference CSV; lines starting with '#' are comments; numbers become floats."""
+    lines = [ln for ln in Path(path).read_text(encoding="utf-8").splitlines() if not ln.lstrip().startswith("#")]
+    return [{k.strip(): _num(v.strip()) for k, v in row.items()} for row in csv.DictReader(io.StringIO("\n".join(lines)))]
+
+
+def load_references(reference_dir: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """{file stem: rows} of every CSV in the reference folder ({} when there is none)."""
+    d = Path(reference_dir) if reference_dir is not None else default_reference_dir()
+    if d is None or not d.is_dir():
+        return {}
+    return {p.stem: read_reference_csv(p) for p in sorted(d.glob("*.csv"))}
+
+
+def recipe_differences(recipe: Mapping[str, Any], published: str, ignore: Sequence[str] = ()) -> list[str]:
+    """Fields (``name=value``) where a resolved recipe differs from a published recipe."""
+    from ..recipes import get_recipe
+
+    ref = get_recipe(published).to_dict()
+    skip = {"name", "batch_size", "seed", *ignore}
+    out = []
+    for k, v in recipe.items():
+        if k in skip or k not in ref:
+            continue
+        a = list(v) if isinstance(v, (list, tuple)) else v
+        b = list(ref[k]) if isinstance(ref[k], (list, tuple)) else ref[k]
+        if a != b:
+            out.append(f"{k}={_fmt_field(v)} (published {_fmt_field(ref[k])})")
+    return out
+
+
+def _fmt_field(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v)) if len(v) != 2 else f"{v[0]}:{v[1]}"
+    return str(v)
+
+
+def nuetzel_reference_columns(recipe: Mapping[str, Any]) -> dict[str, tuple[str, bool, str]]:
+    """Which published column a Nützel-protocol recipe is compared with:
+    {"nuetzel2025_table1" | "nuetzel2025_table3": (column prefix, exact match?, note)}."""
+    bbm, tokens = recipe.get("bbm"), recipe.get("tokens")
+    out: dict[str, tuple[str, bool, str]] = {}
+    if bbm is None:
+        out["nuetzel2025_table1"] = ("CXR-BERT_LDM", tokens == "lexical",
+                                     "" if tokens == "lexical" else f"published uses tokens=lexical, this recipe tokens={tokens}")
+        if tokens in ("disease", "lexical"):
+            out["nuetzel2025_table3"] = (f"{tokens}_filter", True, "")
+        else:
+            out["nuetzel2025_table3"] = ("lexical_filter", False, f"no published column for tokens={tokens}")
+    else:
+        note = [] if tokens == "lexical" else [f"published uses tokens=lexical, this recipe tokens={tokens}"]
+        t1_note = note + ([] if bbm == "mixture" else [f"Table 1's BBM is the mixture variant, this recipe bbm={bbm}"])
+        out["nuetzel2025_table1"] = ("CXR-BERT_LDM+BBM", not t1_note, "; ".join(t1_note))
+        out["nuetzel2025_table3"] = (f"bbm_{bbm}", not note, "; ".join(note))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# table containers
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Section:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+    level: int = 3
+
+    text_cols: int = 1  # left-aligned leading columns
+
+    def markdown(self) -> str:
+        out = [f"{'#' * self.level} {self.title}", ""]
+        out += [f"{n}  " for n in self.notes]
+        if self.notes:
+            out.append("")
+        if self.header:
+            out.append("| " + " | ".join(self.header) + " |")
+            out.append("|" + "|".join("---" if i < self.text_cols else "---:" for i in range(len(self.header))) + "|")
+            for r in self.rows:
+                out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
+            out.append("")
+        return "\n".join(out)
+
+    def html(self) -> str:
+        h = min(6, self.level)
+        out = [f"<h{h}>{html.escape(self.title)}</h{h}>"]
+        out += [f"<p class='note'>{html.escape(n)}</p>" for n in self.notes]
+        if self.header:
+            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in self.header) + "</tr></thead><tbody>")
+            for r in self.rows:
+                first = str(r[0]) if r else ""
+                cls = " class='diff'" if first.startswith("Δ") else (" class='ref'" if "(published)" in first else "")
+                out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>")
+            out.append("</tbody></table>")
+        return "\n".join(out)
+
+
+@dataclass
+class Tables:
+    sections: list[Section]
+    csvs: dict[str, list[dict[str, Any]]]
+    aggregates: dict[str, Aggregate]  # by config label
+    bars: list[dict[str, Any]]  # for the report: {protocol, metric, label, table, reference}
+    summary: dict[str, Any]
+
+    def markdown(self, published: bool = True) -> str:
+        """All sections; ``published=False`` leaves out the verbatim published tables (level 4)."""
+        return "\n".join(s.markdown() for s in self.sections if published or s.level < 4)
+
+
+def _fmt(v: Any, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return DASH
+    return fmt.format(v)
+
+
+def _fmt_diff(v: Any, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return DASH
+    s = fmt.format(v)
+    if float(s) == 0:
+        s = s.lstrip("-")
+    return s if s.startswith("-") else "+" + s
+
+
+def _diff(a: Any, b: Any) -> float:
+    try:
+        a, b = float(a), float(b)
+    except (TypeError, ValueError):
+        return math.nan
+    return a - b if math.isfinite(a) and math.isfinite(b) else math.nan
+
+
+def _config_rows(rows: Sequence[Mapping], cfg: Config) -> tuple[list[dict], int]:
+    own = [r for r in rows if cfg.owns(r)]
+    ok = [dict(r, **{m: metric_value(r, m) for m in cfg.metrics}) for r in own if not r.get("error")]
+    return ok, len(own) - len(ok)
+
+
+def _sem(values: list[float]) -> float:
+    v = [x for x in values if math.isfinite(x)]
+    return float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# building
+# --------------------------------------------------------------------------------------------
+def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_dir: str | Path | None = None) -> Tables:
+    refs = load_references(reference_dir)
+    sections: list[Section] = [Section("groundkit benchmark", [], [], [
+        "Every number below is labelled by protocol; the Vilouras and Nützel protocols compute different metric "
+        "variants (SPEC section 6) and are never mixed. Failed samples are left out of every mean.",
+        "Published numbers: " + (", ".join(f"{k}.csv" for k in refs) if refs else
+                                 "not found (benchmarks/reference/ or GROUNDKIT_REFERENCE_DIR)") + "."], level=2)]
+    csvs: dict[str, list[dict[str, Any]]] = {}
+    aggs: dict[str, Aggregate] = {}
+    bars: list[dict[str, Any]] = []
+    data: dict[str, tuple[list[dict], int]] = {}
+    for cfg in configs:
+        ok, n_err = _config_rows(rows, cfg)
+        data[cfg.label] = (ok, n_err)
+        if ok:
+            aggs[cfg.label] = aggregate(ok, cfg.metrics)
+    vil = [c for c in configs if c.protocol == "vilouras" and c.label in aggs]
+    nue = [c for c in configs if c.protocol == "nuetzel" and c.label in aggs]
+    missing = [c.label for c in configs if c.label not in aggs]
+    if missing:
+        sections[0].notes.append("No successful rows yet for: " + ", ".join(missing) + ".")
+    if vil:
+        _vilouras_table(vil, aggs, data, refs, sections, csvs, bars)
+    if nue:
+        _nuetzel_tables(nue, aggs, data, refs, sections, csvs, bars)
+    _all_metrics(configs, aggs, data, sections, csvs)
+    summary = {c.label: {**aggs[c.label].to_dict(), "protocol": c.protocol, "recipe_digest": c.recipe_digest,
+                         "checkpoint": c.checkpoint, "errors": data[c.label][1]} for c in configs if c.label in aggs}
+    return Tables(sections, csvs, aggs, bars, summary)
+
+
+def _vilouras_table(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
+    ref_rows = refs.get("vilouras2024_table1", [])
+    published: dict[str, dict[str, dict[str, float]]] = {}
+    for r in ref_rows:
+        published.setdefault(str(r["method"]), {})[str(r["metric"])] = r
+    paper = published.get(VILOURAS_PAPER_METHOD, {})
+    header = ["Method", "Metric", *VILOURAS_ORDER, "Avg"]
+    notes = ["Vilouras protocol: heatmap in original pixels (NaN outside the field of view); mIoU = miou_thr "
+             "(mean IoU over thresholds .1-.5), |CNR| = cnr_abs, CNR = cnr (population variances, per box), "
+             "AUC-ROC = auroc_binned5; Avg = macro mean over the categories (± std of the category means)."]
+    out_rows: list[list[str]] = []
+    csv_rows: list[dict[str, Any]] = []
+    for cfg in cfgs:
+        agg, (ok, n_err) = aggs[cfg.label], data[cfg.label]
+        diffs = recipe_differences(cfg.recipe, "vilouras2024")
+        notes.append(f"{cfg.label}: recipe {cfg.recipe.get('name')} (digest {cfg.recipe_digest}); {len(ok)} samples"
+                     + (f", {n_err} failed (left out)" if n_err else "")
+                     + ("; differs from the published recipe: " + ", ".join(diffs) if diffs else "; published recipe")
+                     + ("" if len(agg.categories) == 8 else f"; only {len(agg.categories)} of the 8 categories have samples: "
+                        "our Avg is over those, the published one over all 8"))
+        counts = [agg.counts.get(c, {}).get(cfg.metrics[0], 0) for c in VILOURAS_ORDER]
+        out_rows.append([f"{cfg.label} (groundkit)", "n", *map(str, counts), str(sum(counts))])
+        for metric, name, scale, fmt in VILOURAS_METRICS:
+            ours = [agg.per_category.get(c, {}).get(metric, math.nan) * scale for c in VILOURAS_ORDER]
+            avg, std = agg.macro[metric] * scale, agg.macro_std[metric] * scale
+            out_rows.append([f"{cfg.label} (groundkit)", name, *[_fmt(v, fmt) for v in ours],
+                             f"{_fmt(avg, fmt)} ± {_fmt(std, fmt)}"])
+            csv_rows.append({"source": "groundkit", "method": cfg.label, "recipe_digest": cfg.recipe_digest,
+                             "metric": metric, **dict(zip(VILOURAS_ORDER, ours)), "Avg": avg, "Avg_std": std})
+            pub = paper.get(metric)
+            if pub:
+                vals = [pub.get(c) for c in VILOURAS_ORDER]
+                d = [_diff(a, b) for a, b in zip(ours, vals)]
+                out_rows.append([f"{VILOURAS_PAPER_METHOD} (published)", name, *[_fmt(v, fmt) for v in vals], _fmt(pub.get("Avg"), fmt)])
+                out_rows.append([f"Δ {cfg.label} − published", name, *[_fmt_diff(v, fmt) for v in d],
+                                 _fmt_diff(_diff(avg, pub.get("Avg")), fmt)])
+                csv_rows.append({"source": "difference", "method": f"{cfg.label} - {VILOURAS_PAPER_METHOD}",
+                                 "recipe_digest": cfg.recipe_digest, "metric": metric, **dict(zip(VILOURAS_ORDER, d)),
+                                 "Avg": _diff(avg, pub.get("Avg")), "Avg_std": math.nan})
+            _bar(bars, "vilouras", metric, cfg, agg, ok, {c: (pub.get(c) / scale if pub and isinstance(pub.get(c), float) else None)
+                                                        for c in agg.categories})
+    for method, by_metric in published.items():
+        for metric, name, scale, fmt in VILOURAS_METRICS:
+            pub = by_metric.get(metric)
+            if pub is None:
+                continue
+            if method != VILOURAS_PAPER_METHOD:
+                out_rows.append([f"{method} (published)", name, *[_fmt(pub.get(c), fmt) for c in VILOURAS_ORDER], _fmt(pub.get("Avg"), fmt)])
+            csv_rows.append({"source": "published", "method": method, "recipe_digest": "", "metric": metric,
+                             **{c: pub.get(c) for c in VILOURAS_ORDER}, "Avg": pub.get("Avg"), "Avg_std": math.nan})
+    if not ref_rows:
+        notes.append("Published Table I not found: no reference rows.")
+    sections.append(Section("Vilouras et al. 2024, Table I layout (Vilouras protocol)", header, out_rows, notes, text_cols=2))
+    csvs["vilouras_table1"] = csv_rows
+
+
+def _nuetzel_tables(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
+    for table, title in (("nuetzel2025_table1", "Nuetzel et al. 2025, Table 1 layout (Nützel protocol)"),
+                         ("nuetzel2025_table3", "Nuetzel et al. 2025, Table 3 layout (Nützel protocol, processing methods)")):
+        ref = {str(r["category"]): r for r in refs.get(table, [])}
+        if table.endswith("table3") and not ref:
+            continue
+        csv_rows: list[dict[str, Any]] = []
+        for cfg in cfgs:
+            agg, (ok, n_err) = aggs[cfg.label], data[cfg.label]
+            col, exact, why = nuetzel_reference_columns(cfg.recipe)[table]
+            base = "nuetzel2025-bbm" if cfg.recipe.get("bbm") else "nuetzel2025"
+            diffs = recipe_differences(cfg.recipe, base, ignore=("bbm", "tokens"))
+            notes = ["Nützel protocol: evaluated in the model's center-crop space (512x512 for the published checkpoints); mIoU = miou_fgbg (mean of foreground and background "
+                     "IoU, GMM mask), CNR = signed cnr (unbiased variances, min-max map). "
+                     f"'{WEIGHTED}' = class means weighted by n_c² as published; '{PER_SAMPLE}' and '{MACRO}' are ours only.",
+                     f"{cfg.label}: recipe {cfg.recipe.get('name')} (digest {cfg.recipe_digest}, tokens={cfg.recipe.get('tokens')}, "
+                     f"bbm={cfg.recipe.get('bbm')}); {len(ok)} samples" + (f", {n_err} failed (left out)" if n_err else ""),
+                     (f"Published column: {col}" + ("" if exact else f" (nearest published; {why})") if ref else
+                      f"Published {table} not found: no reference column.")]
+            if diffs:
+                notes.append("Recipe differs from the published one: " + ", ".join(diffs) + ".")
+            if len(agg.categories) < 8:
+                notes.append(f"Only {len(agg.categories)} of the 8 categories have samples: our averages are over those, "
+                             "the published ones over all 8.")
+            header = ["Category", "n"]
+            for metric, short, name, fmt in NUETZEL_METRICS:
+                header += [name, f"{name} published", f"Δ {name}"]
+            out_rows = []
+            n_tot = 0
+            lines = [(c, agg.per_category.get(c)) for c in NUETZEL_ORDER] + [
+                (WEIGHTED, agg.weighted_avg_sq), (PER_SAMPLE, agg.per_sample), (MACRO, agg.macro)]
+            for cat, ours in lines:
+                pub_key = "Weighted Avg." if cat == WEIGHTED else cat
+                pub = ref.get(pub_key) if cat not in (PER_SAMPLE, MACRO) else None
+                if cat in CATEGORIES:
+                    n = agg.counts.get(cat, {}).get(NUETZEL_METRICS[0][0], 0)
+                    n_tot += n
+                else:
+                    n = n_tot
+                line = [cat, str(n)]
+                rec = {"config": cfg.label, "recipe_digest": cfg.recipe_digest, "category": cat, "n": n,
+                       "published_table": table, "published_column": col if ref else ""}
+                for metric, short, name, fmt in NUETZEL_METRICS:
+                    v = (ours or {}).get(metric, math.nan)
+                    p = pub.get(f"{col}_{short}") if pub else None
+                    d = _diff(v, p)
+                    line += [_fmt(v, fmt), _fmt(p, fmt), _fmt_diff(d, fmt)]
+                    rec.update({metric: v, f"{metric}_published": p if p is not None else math.nan, f"{metric}_diff": d})
+                out_rows.append(line)
+                csv_rows.append(rec)
+            sections.append(Section(f"{title}: {cfg.label}", header, out_rows, notes))
+            if table.endswith("table1"):
+                for metric, short, _, _ in NUETZEL_METRICS:
+                    _bar(bars, "nuetzel", metric, cfg, agg, ok,
+                         {c: (ref[c].get(f"{col}_{short}") if c in ref else None) for c in agg.categories})
+                for metric in cfg.metrics:
+                    if metric not in dict((m[0], 1) for m in NUETZEL_METRICS):
+                        _bar(bars, "nuetzel", metric, cfg, agg, ok, {})
+        csvs[table.replace("nuetzel2025_", "nuetzel_")] = csv_rows
+        if ref:
+            cols = [k for k in next(iter(ref.values())) if k != "category"]
+            sections.append(Section(f"Published {table.replace('nuetzel2025_', 'Nuetzel et al. 2025 ').replace('table', 'Table ')} (all columns)",
+                                    ["category", *cols],
+                                    [[c, *[_fmt(r.get(k), "{:g}") for k in cols]] for c, r in ref.items()],
+                                    ["As published (miou = miou_fgbg, cnr = signed CNR)."], level=4))
+
+
+def _bar(bars, protocol, metric, cfg, agg, ok, reference) -> None:
+    values: dict[str, list[float]] = {}
+    for r in ok:
+        values.setdefault(r["category"], []).append(r[metric])
+    bars.append({"protocol": protocol, "metric": metric, "label": cfg.label,
+                 "table": {c: (agg.per_category[c][metric], _sem(values.get(c, []))) for c in agg.categories},
+                 "reference": {c: v for c, v in reference.items() if v is not None}})
+
+
+def _all_metrics(configs, aggs, data, sections, csvs) -> None:
+    csv_rows = []
+    for cfg in configs:
+        if cfg.label not in aggs:
+            continue
+        agg, (ok, n_err) = aggs[cfg.label], data[cfg.label]
+        header = ["Category", "n", *cfg.metrics]
+        out_rows = []
+        for c in agg.categories:
+            n = agg.counts[c][cfg.metrics[0]]
+            out_rows.append([c, str(n), *[_fmt(agg.per_category[c][m], "{:.4f}") for m in cfg.metrics]])
+            csv_rows.append({"config": cfg.label, "protocol": cfg.protocol, "recipe_digest": cfg.recipe_digest,
+                             "category": c, "n": n, **{m: agg.per_category[c][m] for m in cfg.metrics}})
+        total = sum(agg.counts[c][cfg.metrics[0]] for c in agg.categories)
+        for name, d in ((f"{MACRO} (± std)", None), (PER_SAMPLE, agg.per_sample), (WEIGHTED, agg.weighted_avg_sq)):
+            if d is None:
+                cells = [f"{_fmt(agg.macro[m], '{:.4f}')} ± {_fmt(agg.macro_std[m], '{:.4f}')}" for m in cfg.metrics]
+                vals = agg.macro
+            else:
+                cells, vals = [_fmt(d[m], "{:.4f}") for m in cfg.metrics], d
+            out_rows.append([name, str(total), *cells])
+            csv_rows.append({"config": cfg.label, "protocol": cfg.protocol, "recipe_digest": cfg.recipe_digest,
+                             "category": name.replace(" (± std)", ""), "n": total, **{m: vals[m] for m in cfg.metrics}})
+        sections.append(Section(f"All metrics ({cfg.protocol} protocol): {cfg.label}", header, out_rows,
+                                [f"recipe {cfg.recipe.get('name')}, digest {cfg.recipe_digest}; {len(ok)} samples"
+                                 + (f", {n_err} failed" if n_err else "")], level=3))
+    csvs["summary"] = csv_rows
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.6g}"
+    return "" if v is None else v
+
+
+def _finite(v: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> null."""
+    if isinstance(v, Mapping):
+        return {str(k): _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def write_tables(t: Tables, out_dir: str | Path) -> dict[str, Path]:
+    """tables.md, tables/<name>.csv and summary.json under ``out_dir``; returns the paths."""
+    out = Path(out_dir)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    files = {"tables.md": out / "tables.md"}
+    (out / "tables.md").write_text(t.markdown(), encoding="utf-8")
+    for name, rows in t.csvs.items():
+        p = out / "tables" / f"{name}.csv"
+        fields: list[str] = []
+        for r in rows:
+            fields += [k for k in r if k not in fields]
+        with open(p, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: _csv_value(v) for k, v in r.items()})
+        files[f"tables/{name}.csv"] = p
+    p = out / "summary.json"
+    p.write_text(json.dumps(_finite(t.summary), indent=2, allow_nan=False), encoding="utf-8")
+    files["summary.json"] = p
+    return files
