@@ -8,6 +8,7 @@ where a user gets the weights.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -125,7 +126,18 @@ def load_checkpoints(file: str | Path | None = None) -> dict[str, CheckpointEntr
         unknown = set(raw) - ENTRY_FIELDS - ADAPTER_OPTIONS
         if unknown:
             raise CheckpointConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(ENTRY_FIELDS | ADAPTER_OPTIONS))})")
+        if not isinstance(raw["path"], str) or not raw["path"].strip():
+            raise CheckpointConfigError(f"{where}.path: expected a folder path, got {raw['path']!r}")
+        files = raw.get("files") or []
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise CheckpointConfigError(f"{where}.files: expected a list of file paths relative to the folder, got {files!r}")
+        sha = raw.get("sha256") or {}
+        if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v)
+                                                for k, v in sha.items()):
+            raise CheckpointConfigError(f"{where}.sha256: expected a mapping {{relative file: 64 hex digits}}, got {sha!r}")
         overrides = raw.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise CheckpointConfigError(f"{where}.overrides: expected a mapping of recipe fields, got {overrides!r}")
         if overrides:
             try:
                 RECIPES[raw["recipe"]].override(**overrides)

@@ -269,17 +269,20 @@ def check_keys(
         for k, es, gs in mismatched[:_SHOW]:
             lines.append(f"    {k}: expected {_fmt_shape(es)}, file has {_fmt_shape(gs)}")
 
+    def a(word: str) -> str:
+        return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
     hints = []
     exp_comp, got_comp = _component(exp_keys), _component(got_keys)
     if exp_comp and got_comp and exp_comp != got_comp:
         hints.append(
-            f"this file looks like a {got_comp} checkpoint, but a {exp_comp} was expected "
+            f"this file looks like {a(got_comp)} checkpoint, but {a(exp_comp)} was expected "
             "(wrong file for this component, e.g. autoencoder and diffusion model swapped?)"
         )
     if any(".to_out.0." in k for k in unexpected) and any(".out_proj." in k for k in missing):
         hints.append(
-            "the file uses the old monai-generative key names (to_out.0 / upsampler conv); MONAI core networks "
-            "load it with their load_old_state_dict()"
+            "the file uses the old monai-generative key names (to_out.0 / upsampler conv); groundkit renames them "
+            "(groundkit.verify.convert_old_monai_keys); the remaining differences are listed above"
         )
     prefix = _common_prefix_fix(exp_keys, got_keys) if (missing and unexpected) else None
     if prefix:

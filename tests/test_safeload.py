@@ -199,7 +199,7 @@ def test_hint_when_file_is_another_component():
 def test_hint_for_old_monai_generative_keys():
     expected = {"blk.attn2.out_proj.weight": (4, 4), "blk.attn2.to_q.weight": (4, 4)}
     got = {"blk.attn2.to_out.0.weight": torch.zeros(4, 4), "blk.attn2.to_q.weight": torch.zeros(4, 4)}
-    with pytest.raises(CheckpointMismatchError, match="load_old_state_dict"):
+    with pytest.raises(CheckpointMismatchError, match="old monai-generative key names"):
         check_keys(expected, got, "diffusion_model.pth")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..engine.capture import Recorder, diffusers_capture
+from ..safeload import CheckpointError, check_keys, load_state_dict
 from .base import LayerInfo, NoiseSchedule, TextBatch, encode_with, ordered_cross_attention, square_crop
 
 
@@ -37,6 +38,46 @@ def schedule_from_diffusers(folder: Path) -> NoiseSchedule:
     abar = sched.alphas_cumprod.to(torch.float64)
     final = 1.0 if sched.config.set_alpha_to_one else float(abar[0])
     return NoiseSchedule(abar, sched.config.prediction_type, final)
+
+
+WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def load_diffusers_model(cls, folder: Path, what: str):
+    """``cls`` built from ``folder/config.json`` on the meta device, then its weights read with
+    groundkit.safeload (no pickle beyond tensors) and assigned strictly: every key consumed, none missing.
+    diffusers' ``from_pretrained`` is not used: it fills missing keys with random values and only logs it."""
+    cfg_file = folder / "config.json"
+    config = _read_json(cfg_file)
+    files = [folder / n for n in WEIGHT_NAMES if (folder / n).is_file()]
+    index = next((folder / (n + ".index.json") for n in WEIGHT_NAMES if (folder / (n + ".index.json")).is_file()), None)
+    if files:
+        file, sd = files[0], load_state_dict(files[0])
+    elif index is not None:
+        file, sd = index, {}
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{index}: not a valid sharded-checkpoint index ({e})") from None
+        for shard in shards:
+            sd.update(load_state_dict(folder / shard))
+    else:
+        raise FileNotFoundError(f"{folder}: no {what} weights (looked for {' or '.join(WEIGHT_NAMES)})")
+    try:
+        with torch.device("meta"):
+            model = cls.from_config(config)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{cfg_file}: does not describe a {cls.__name__}: {e}") from None
+    fix = getattr(model, "_fix_state_dict_keys_on_load", None)
+    if fix is not None:
+        fix(sd)  # deprecated attention names (query/key/value/proj_attn) of SD 1.x VAE files
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_keys(expected, sd, file, what=f"the {what} ({cls.__name__}) that {cfg_file} describes")
+    model.load_state_dict(sd, strict=True, assign=True)
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:
+        raise CheckpointError(f"{file}: {what} tensors not in the state dict: {left[:5]}")
+    return model.eval()
 
 
 class DiffusersSDAdapter:
@@ -79,10 +120,10 @@ class DiffusersSDAdapter:
         unet_dir = next((root / s for s in subs if (root / s / "config.json").is_file()), None)
         if unet_dir is None:
             raise FileNotFoundError(f"{root}: no U-Net folder ({' or '.join(s + '/config.json' for s in subs)}); {entry.get('source', '')}".rstrip("; "))
-        unet = UNet2DConditionModel.from_pretrained(unet_dir, local_files_only=True, use_safetensors=None)
+        unet = load_diffusers_model(UNet2DConditionModel, unet_dir, "U-Net")
         vae = None
         if entry.get("vae", "vae") != "identity" and (root / "vae").is_dir():
-            vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True)
+            vae = load_diffusers_model(AutoencoderKL, root / "vae", "VAE")
         schedule = schedule_from_diffusers(root / "scheduler")
         text_encoder, tokenizer, pass_mask = load_text_encoder(root, entry)
         scale = float(entry.get("scale_factor", getattr(vae.config, "scaling_factor", 0.18215) if vae is not None else 1.0))

@@ -66,24 +66,17 @@ def schedule_from_kwargs(kw: dict[str, Any]) -> NoiseSchedule:
 
 
 def load_monai_weights(net: torch.nn.Module, file: Path) -> None:
-    """Strictly load a new- or old-format (``generative``) state dict, naming the file on mismatch."""
+    """Strictly load a new- or old-format (``generative``) state dict, naming the file on mismatch.
+
+    The old -> new renames are applied by name only (groundkit.verify.convert_old_monai_keys); MONAI's own
+    ``load_old_state_dict`` is not used: it keeps random initial values for keys a file lacks."""
+    from ..verify import convert_old_monai_keys
+
     sd = load_state_dict(file)
     own = net.state_dict()
-    if set(sd) == set(own):
-        load_into(net, sd, file)
-        return
-    if not hasattr(net, "load_old_state_dict"):
-        load_into(net, sd, file)  # raises the mismatch error with keys and shapes
-        return
-    remaining = dict(sd)
-    try:
-        net.load_old_state_dict(remaining)  # pops what it consumes
-    except (KeyError, RuntimeError) as e:
-        raise CheckpointMismatchError(
-            f"{file}: does not match {type(net).__name__} built from the config, new or old (generative) key layout: {e}"
-        ) from None
-    if remaining:
-        raise CheckpointMismatchError(f"{file}: {len(remaining)} unexpected keys after old-format conversion, e.g. {sorted(remaining)[:5]}")
+    if set(sd) != set(own):
+        sd, _ = convert_old_monai_keys(sd, own)
+    load_into(net, sd, file, what=f"the {type(net).__name__} that configs/inference.json describes")
 
 
 class MonaiLDMAdapter:
@@ -123,7 +116,7 @@ class MonaiLDMAdapter:
                 if alt.is_file():
                     files[label] = alt
                 else:
-                    raise FileNotFoundError(f"{f}: missing {label} weights; {entry.get('source', 'see checkpoints.yaml for where to get them')}")
+                    raise FileNotFoundError(f"{f}: missing {label} weights; {entry.get('source') or 'see checkpoints.yaml for where to get them'}")
         ae = AutoencoderKL(**network_kwargs(cfg, "autoencoder_def", cfg_file))
         load_monai_weights(ae, files["autoencoder"])
         unet = DiffusionModelUNet(**network_kwargs(cfg, "diffusion_def", cfg_file))
@@ -166,31 +159,56 @@ class MonaiLDMAdapter:
 
 
 def load_clip(root: Path, entry: dict[str, Any]):
-    """CLIP text encoder + tokenizer: the bundle's own folders, a configured folder, or the user's
-    local Hugging Face cache for a hub id (never a download, never remote code)."""
-    from transformers import CLIPTextModel, CLIPTokenizerFast
+    """CLIP text encoder + tokenizer: a configured folder, the bundle's own folders, or the user's
+    local Hugging Face cache for SD-2.1-base (never a download, never remote code). The weights are read
+    with groundkit.safeload and loaded strictly (transformers would fill missing keys with random values)."""
+    from transformers import CLIPTokenizerFast
 
     candidates = []
-    te = entry.get("text_encoder")
-    tok = entry.get("tokenizer")
+    te, tok = entry.get("text_encoder"), entry.get("tokenizer")
     if te:
-        candidates.append((te, tok or te))
+        candidates.append((Path(te).expanduser(), Path(tok or te).expanduser()))
     if (root / "text_encoder").is_dir():
-        candidates.append((str(root / "text_encoder"), str(root / "tokenizer") if (root / "tokenizer").is_dir() else str(root / "text_encoder")))
-    candidates.append((SD21_HUB_ID, SD21_HUB_ID))
-    errors = []
-    for te_path, tok_path in candidates:
-        try:
-            if Path(te_path).is_dir():
-                model = CLIPTextModel.from_pretrained(te_path, local_files_only=True)
-                tokenizer = CLIPTokenizerFast.from_pretrained(tok_path, local_files_only=True)
-            else:
-                model = CLIPTextModel.from_pretrained(te_path, subfolder="text_encoder", local_files_only=True)
-                tokenizer = CLIPTokenizerFast.from_pretrained(tok_path, subfolder="tokenizer", local_files_only=True)
+        candidates.append((root / "text_encoder", root / "tokenizer" if (root / "tokenizer").is_dir() else root / "text_encoder"))
+    cached = _hf_cached_snapshot(SD21_HUB_ID)
+    if cached is not None:
+        candidates.append((cached / "text_encoder", cached / "tokenizer"))
+    for te_dir, tok_dir in candidates:
+        if (te_dir / "config.json").is_file():  # the first folder that exists is used; its errors are raised
+            model = load_clip_text_model(te_dir)
+            try:
+                tokenizer = CLIPTokenizerFast.from_pretrained(str(tok_dir), local_files_only=True)
+            except (OSError, ValueError) as e:
+                raise FileNotFoundError(f"{tok_dir}: no usable CLIP tokenizer (vocab.json + merges.txt): {str(e).splitlines()[0]}") from None
             return model, tokenizer
-        except (OSError, ValueError) as e:
-            errors.append(f"{te_path}: {str(e).splitlines()[0]}")
+    tried = ", ".join(str(t) for t, _ in candidates) or "nothing configured"
     raise FileNotFoundError(
-        "CLIP text encoder not found; tried " + "; ".join(errors)
-        + f". Put SD-2.1-base's text_encoder/ and tokenizer/ folders in {root} or set 'text_encoder' in checkpoints.yaml"
+        f"CLIP text encoder not found (tried {tried}, and {SD21_HUB_ID} is not in the local Hugging Face cache). "
+        f"Put SD-2.1-base's text_encoder/ and tokenizer/ folders in {root} or set 'text_encoder' in checkpoints.yaml"
     )
+
+
+def _hf_cached_snapshot(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo_id, "text_encoder/config.json")
+    except Exception:  # noqa: BLE001 - not cached
+        return None
+    return Path(hit).parent.parent if isinstance(hit, str) else None
+
+
+def load_clip_text_model(folder: Path):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from ..verify import normalize_clip_keys
+
+    config = CLIPTextConfig.from_pretrained(str(folder), local_files_only=True)
+    file = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None)
+    if file is None:
+        raise FileNotFoundError(f"{folder}: no CLIP text encoder weights (model.safetensors or pytorch_model.bin)")
+    sd = load_state_dict(file)
+    model = CLIPTextModel(config)
+    sd, _, _ = normalize_clip_keys(sd, model.state_dict().keys())
+    load_into(model, sd, file, what="the CLIPTextModel that its config.json describes")
+    return model.eval()
