@@ -585,7 +585,7 @@ def category_bars(
         errs_arr = None if all(e is None for e in errs) else [0.0 if e is None else e for e in errs]
         ax.bar(x - 0.4 + width * (k + 0.5), means, width * 0.92, yerr=errs_arr, capsize=2, label=n,
                color=palette(k % palette.N), edgecolor="black", linewidth=0.4)
-    ref_handle = False
+    ref_handle: str | bool = False  # the marker drawn, for the legend
     if reference:
         for ci, c in enumerate(cats):
             ref = reference.get(c)
@@ -605,13 +605,15 @@ def category_bars(
                            linewidths=2.2, zorder=5)
                 ax.scatter([xx], [val], marker=marker, s=70, facecolors="none", edgecolors=[edge],
                            linewidths=1.2, zorder=6)
-                ref_handle = True
+                ref_handle = marker
     handles, labels = ax.get_legend_handles_labels()
     if ref_handle:
-        handles.append(Line2D([], [], marker="o", linestyle="none", markerfacecolor="none",
+        handles.append(Line2D([], [], marker=ref_handle, linestyle="none", markerfacecolor="none",
                               markeredgecolor="black", markersize=8, markeredgewidth=1.8))
         labels.append(f"{reference_label} (hollow)")
-    ax.legend(handles, labels, fontsize=8, ncols=min(4, len(labels)), loc="upper left",
+    longest = max((len(str(lab)) for lab in labels), default=1)
+    fits = max(1, int(fig.get_figwidth() * fig.dpi / (6.5 * longest + 40)))  # legend columns that fit the width
+    ax.legend(handles, labels, fontsize=8, ncols=min(4, len(labels), fits), loc="upper left",
               bbox_to_anchor=(0, -0.16), frameon=False)
     ax.set_xticks(x, cats, rotation=20, ha="right", fontsize=9)
     ax.set_ylabel(metric)

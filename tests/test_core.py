@@ -197,3 +197,16 @@ def test_token_maps_per_word(sd_model):
     assert set(g.token_maps) == {"left", "basal", "effusion"}
     for m in g.token_maps.values():
         assert m.shape == (64, 64) and np.nanmax(m) <= 1
+
+
+def test_fast_recipes_only_change_the_timestep_window():
+    """The -fast variants are the faithful recipes with fewer U-Net calls: same fields otherwise, and the
+    Vilouras variant covers the same noise levels on a coarser grid."""
+    from groundkit.recipes import RECIPES
+
+    for name, fields in (("vilouras2024", {"grid", "steps"}), ("nuetzel2025", {"steps"})):
+        faithful, fast = RECIPES[name].to_dict(), RECIPES[name + "-fast"].to_dict()
+        assert {k for k in faithful if faithful[k] != fast[k]} == fields | {"name"}
+        t_faithful = RECIPES[name].timesteps(1000)[slice(*RECIPES[name].steps)]
+        t_fast = RECIPES[name + "-fast"].timesteps(1000)[slice(*RECIPES[name + "-fast"].steps)]
+        assert len(t_fast) < len(t_faithful) and set(t_fast) <= set(range(min(t_faithful), max(t_faithful) + 1))

@@ -14,36 +14,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import groundkit as gk  # noqa: E402
-from groundkit import heatmap as hm  # noqa: E402
 from groundkit.data import synthetic  # noqa: E402
-from groundkit.geometry import Geometry  # noqa: E402
-from groundkit.protocols import CATEGORIES, aggregate, get_protocol  # noqa: E402
+from groundkit.bench.baselines import baseline_row  # noqa: E402
+from groundkit.protocols import CATEGORIES, aggregate  # noqa: E402
 
 RECIPES = {"vilouras": "vilouras2024", "nuetzel": "nuetzel2025"}
 METRICS = {"vilouras": ["miou_thr", "cnr", "cnr_abs", "auroc_binned5"], "nuetzel": ["miou_fgbg", "cnr", "top1", "auroc"]}
-
-
-def baseline_map(kind: str, size: int) -> np.ndarray:
-    if kind == "uniform":
-        return np.ones((size, size))
-    yy, xx = np.mgrid[:size, :size]
-    c, s = (size - 1) / 2, size / 4
-    return np.exp(-((yy - c) ** 2 + (xx - c) ** 2) / (2 * s * s))
-
-
-def baseline_row(kind, recipe, geometry: Geometry, boxes):
-    size = geometry.size
-    h = baseline_map(kind, size)
-    out, mask = hm.threshold(h, recipe)
-    if kind == "uniform" and recipe.threshold == "gmm":
-        mask = np.ones_like(mask)  # a uniform map predicts everything
-    return get_protocol(recipe.protocol).evaluate(out, mask, geometry, boxes)
 
 
 def main() -> None:

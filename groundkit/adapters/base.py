@@ -154,3 +154,12 @@ def ordered_cross_attention(unet: torch.nn.Module, latent_size: int, n_levels: i
         found.append((part, len(found), name, latent_size // (2**level)))
     found.sort()
     return [LayerInfo(i, name, res) for i, (_, _, name, res) in enumerate(found)]
+
+
+def match_batch(z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Broadcast a scalar timestep and a single text context to the latent batch, so the engine can
+    batch timesteps (one phrase) or phrases (one timestep) through the same U-Net call."""
+    t = t.expand(z.shape[0]) if t.numel() == 1 else t
+    if context.shape[0] == 1 and z.shape[0] > 1:
+        context = context.expand(z.shape[0], -1, -1)
+    return t, context

@@ -16,7 +16,7 @@ import torch
 
 from ..engine.capture import Recorder, diffusers_capture
 from ..safeload import CheckpointError, check_keys, load_state_dict
-from .base import LayerInfo, NoiseSchedule, TextBatch, encode_with, ordered_cross_attention, square_crop
+from .base import LayerInfo, NoiseSchedule, TextBatch, encode_with, match_batch, ordered_cross_attention, square_crop
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -148,9 +148,7 @@ class DiffusersSDAdapter:
                            device=self.device, dtype=self.dtype)
 
     def unet(self, z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        t = t.expand(z.shape[0]) if t.numel() == 1 else t
-        if context.shape[0] == 1 and z.shape[0] > 1:
-            context = context.expand(z.shape[0], -1, -1)
+        t, context = match_batch(z, t, context)
         return self.unet_model(z.to(self.dtype), t, encoder_hidden_states=context.to(self.dtype)).sample
 
     def cross_attention_layers(self) -> list[LayerInfo]:

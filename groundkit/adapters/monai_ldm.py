@@ -16,7 +16,7 @@ import torch
 
 from ..engine.capture import Recorder, monai_capture
 from ..safeload import CheckpointMismatchError, load_into, load_state_dict
-from .base import LayerInfo, NoiseSchedule, TextBatch, encode_with, ordered_cross_attention, square_crop
+from .base import LayerInfo, NoiseSchedule, TextBatch, encode_with, match_batch, ordered_cross_attention, square_crop
 
 SD21_HUB_ID = "stabilityai/stable-diffusion-2-1-base"
 # old `generative` keyword -> MONAI core keyword
@@ -144,9 +144,7 @@ class MonaiLDMAdapter:
                            device=self.device, dtype=self.dtype)
 
     def unet(self, z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        t = t.expand(z.shape[0]) if t.numel() == 1 else t
-        if context.shape[0] == 1 and z.shape[0] > 1:
-            context = context.expand(z.shape[0], -1, -1)
+        t, context = match_batch(z, t, context)
         return self.unet_model(z.to(self.dtype), timesteps=t.long(), context=context.to(self.dtype))
 
     def cross_attention_layers(self) -> list[LayerInfo]:
