@@ -301,6 +301,7 @@ def load_into(
     strict: bool = True,
     *,
     what: str | None = None,
+    assign: bool = False,
 ):
     """Check ``state_dict`` against ``module`` with :func:`check_keys`, then ``module.load_state_dict``.
 
@@ -316,4 +317,4 @@ def load_into(
         allow_unexpected=not strict,
         what=what or type(module).__name__,
     )
-    return module.load_state_dict(dict(state_dict), strict=strict)
+    return module.load_state_dict(dict(state_dict), strict=strict, assign=assign)  # assign: a meta-device module takes the file's tensors

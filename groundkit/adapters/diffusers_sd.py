@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..engine.capture import Recorder, diffusers_capture
-from ..safeload import CheckpointError, check_keys, load_state_dict
+from ..safeload import CheckpointError, load_into, load_state_dict
 from .base import LayerInfo, NoiseSchedule, TextBatch, encode_with, match_batch, ordered_cross_attention, square_crop
 
 
@@ -49,10 +49,10 @@ def load_diffusers_model(cls, folder: Path, what: str):
     diffusers' ``from_pretrained`` is not used: it fills missing keys with random values and only logs it."""
     cfg_file = folder / "config.json"
     config = _read_json(cfg_file)
-    files = [folder / n for n in WEIGHT_NAMES if (folder / n).is_file()]
+    file = next((folder / n for n in WEIGHT_NAMES if (folder / n).is_file()), None)
     index = next((folder / (n + ".index.json") for n in WEIGHT_NAMES if (folder / (n + ".index.json")).is_file()), None)
-    if files:
-        file, sd = files[0], load_state_dict(files[0])
+    if file is not None:
+        sd = load_state_dict(file)
     elif index is not None:
         file, sd = index, {}
         try:
@@ -71,9 +71,7 @@ def load_diffusers_model(cls, folder: Path, what: str):
     fix = getattr(model, "_fix_state_dict_keys_on_load", None)
     if fix is not None:
         fix(sd)  # deprecated attention names (query/key/value/proj_attn) of SD 1.x VAE files
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_keys(expected, sd, file, what=f"the {what} ({cls.__name__}) that {cfg_file} describes")
-    model.load_state_dict(sd, strict=True, assign=True)
+    load_into(model, sd, file, what=f"the {what} ({cls.__name__}) that {cfg_file} describes", assign=True)
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise CheckpointError(f"{file}: {what} tensors not in the state dict: {left[:5]}")
