@@ -32,7 +32,7 @@ from groundkit.engine.schedules import add_noise, ddim_move, gt_noise  # noqa: E
 from groundkit.heatmap import make_heatmap  # noqa: E402
 from groundkit.maps import AttentionMaps  # noqa: E402
 from groundkit.recipes import RECIPES  # noqa: E402
-from groundkit.tokens import token_weights  # noqa: E402
+from groundkit.tokens import explain, token_weights  # noqa: E402
 
 PHRASES = ["small left apical pneumothorax", "moderate cardiomegaly", "right lower lobe consolidation",
            "bilateral pleural effusions", "left basal atelectasis"]
@@ -94,32 +94,18 @@ def naive_vilouras(model, image, phrase, recipe, max_steps=None):
     return _maps_from(rec, layers, sorted(window)) if n == len(grid) else None, calls, n / len(grid)
 
 
-@torch.no_grad()
 def naive_nuetzel(model, image, phrase, recipe):
-    """Published loop: all 50 grid steps, one at a time, CFG batch [uncond, cond], fresh noise per step."""
-    a = model.adapter
-    prep = model.prepare(image)
-    text, null = a.encode_text([phrase]), a.encode_text([""]).embeddings
-    w = token_weights(text, 0, recipe.tokens)[None, None].to(a.device)
-    grid = recipe.timesteps(a.schedule.num_train_timesteps)
-    window = set(range(*recipe.steps))
-    layers = [model.layers[i] for i in (recipe.layers or range(len(model.layers)))]
-    rec, calls = Recorder(layers), 0
-    with a.capture(rec):
-        for i in range(len(grid)):
-            zt = add_noise(prep.z0.float().cpu(), gt_noise(recipe.seed, i, tuple(prep.z0.shape)), float(a.schedule.alphas_cumprod[grid[i]])).to(a.device)
-            keys = [None, (0, i) if i in window else None]
-            with rec.armed(keys, torch.cat([w, w])):
-                a.unet(torch.cat([zt, zt]), torch.tensor([grid[i]] * 2, device=a.device), torch.cat([null, text.embeddings]))
-            calls += 2
-    if recipe.bbm:  # the text-only pass is DDIM sampling with CFG: the same 2 x 50 calls either way
-        from groundkit.engine.run import text_pass
+    """Published loop (tests/published_nuetzel.py, written from the published code): all 50 grid steps one
+    at a time, CFG batch [uncond, cond], a posterior sample and fresh noise per step; with BBM also the
+    text-only DDIM pass (guidance 16) and the published float16 / 8-bit merge. Returns the final map."""
+    from published_nuetzel import published_bbm
 
-        tw = torch.cat([w, token_weights(text, 0, "start")[None, None].to(a.device)], dim=1)
-        tp = text_pass(a, grid, text.embeddings, tw, null, list(range(*recipe.bbm_steps)), layers, recipe.seed,
-                       recipe.guidance_scale, tuple(prep.z0.shape))
-        calls += tp.unet_calls
-    return _maps_from(rec, layers, sorted(window)), calls, 1.0
+    positions = explain(model.adapter.encode_text([phrase]), 0, recipe.tokens)["positions"]
+    grid = recipe.timesteps(model.adapter.schedule.num_train_timesteps)
+    prelim, _, _ = published_bbm(model, image, phrase, positions, seed=recipe.seed, bbm=bool(recipe.bbm),
+                                 rev_diff_steps=len(grid) - recipe.steps[0], steps=len(grid))
+    calls = 2 * len(grid) * (2 if recipe.bbm else 1)
+    return prelim, calls, 1.0
 
 
 def _maps_from(rec, layers, steps):
@@ -154,10 +140,17 @@ def bench_family(name, folder, recipe_name, device, naive_steps, image, dtype):
         gs, sec, mem = timed(device, lambda: model.ground_many(image, PHRASES[:n], recipe))
         rows.append((f"groundkit {recipe_name}, {n} phrase(s)/image", n, gs[0].info["unet_calls_total"] / n, sec / n, mem))
         if n == 1 and nmaps is not None:
-            ref = make_heatmap(nmaps, recipe.override(threshold="none", bbm=None), model.adapter.image_size).heatmap
-            mine = make_heatmap(model.capture(model.prepare(image), PHRASES[:1], recipe.override(bbm=None), [None]).maps[0],
-                                recipe.override(threshold="none", bbm=None), model.adapter.image_size).heatmap
-            print(f"   same maps as the published loop: max |diff| = {np.abs(ref - mine).max():.2e}")
+            if isinstance(nmaps, AttentionMaps):  # Vilouras: the window's maps, post-processed alike
+                ref = make_heatmap(nmaps, recipe.override(threshold="none"), model.adapter.image_size).heatmap
+                cap = model.capture(model.prepare(image), PHRASES[:1], recipe, [None]).maps[0]
+                mine = make_heatmap(cap, recipe.override(threshold="none"), model.adapter.image_size).heatmap
+            else:  # Nuetzel (BBM included): the published loop's final map vs groundkit's, same evaluation resize
+                from published_nuetzel import evaluation_space
+
+                ref = evaluation_space(nmaps, nmaps > 0, model.adapter.image_size)[0]
+                mine = gs[0].heatmap_crop
+            what = "BBM map (text pass and merge included)" if recipe.bbm else "maps"
+            print(f"   same {what} as the published loop: max |diff| = {np.abs(ref - mine).max():.2e}")
     fast = recipe_name + "-fast"
     if fast in RECIPES:  # measured fast variant (README: "Fast recipes"): fewer calls, not the same maps
         for n in (1, 5):

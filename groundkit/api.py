@@ -79,8 +79,9 @@ class _LRU(OrderedDict):
 class _Prepared:
     image: np.ndarray
     key: str
-    z0: torch.Tensor
+    z0: torch.Tensor  # posterior mean
     geometry: Any
+    z_std: torch.Tensor | None = None  # posterior standard deviation (None: the adapter has no posterior)
 
 
 class GroundingModel:
@@ -115,9 +116,13 @@ class GroundingModel:
         hit = self._latents.get(key)
         if hit is None:
             pixels, geo = self.adapter.preprocess(img)
-            hit = (self.adapter.encode_image(pixels), geo)
+            if hasattr(self.adapter, "encode_posterior"):
+                mean, std = self.adapter.encode_posterior(pixels)
+            else:
+                mean, std = self.adapter.encode_image(pixels), None
+            hit = (mean, geo, std)
             self._latents.put(key, hit)
-        return _Prepared(img, key, hit[0], hit[1])
+        return _Prepared(img, key, hit[0], hit[1], hit[2])
 
     def auto_batch_size(self, fraction: float = 0.6, cap: int = 64) -> int:
         """Items per U-Net forward that fit in ``fraction`` of the free GPU memory, measured by one
@@ -143,7 +148,8 @@ class GroundingModel:
 
     def _null(self) -> torch.Tensor:
         if not hasattr(self, "_null_ctx"):
-            self._null_ctx = self.adapter.encode_text([""]).embeddings
+            enc = getattr(self.adapter, "encode_unconditional", None)
+            self._null_ctx = enc() if enc is not None else self.adapter.encode_text([""]).embeddings
         return self._null_ctx
 
     # ------------------------------------------------------------------ grounding
@@ -181,7 +187,8 @@ class GroundingModel:
             info = {
                 "checkpoint": self.entry.name, "adapter": self.adapter.name, "device": str(self.adapter.device),
                 "dtype": str(self.adapter.dtype).replace("torch.", ""), "seed": r.seed,
-                "tokens": captured.explained[p], "unet_calls": captured.calls / len(phrases),
+                "tokens": captured.explained[p], "empty_selection": captured.explained[p].get("fallback") == "no content word",
+                "unet_calls": captured.calls / len(phrases),
                 "unet_calls_total": captured.calls, "unet_forwards": captured.forwards,
                 "phrases_in_batch": len(phrases), "timings": dict(captured.timings), "cache": dict(captured.cache),
                 "bbm_similarity": hm.bbm_similarity, "versions": versions(),
@@ -222,7 +229,9 @@ class GroundingModel:
         if r.batch_size == 0:
             r = r.override(batch_size=self.auto_batch_size())
         if r.mode == "gt-noised":
-            res = engine.gt_noised_pass(self.adapter, grid, prep.z0, ctx, weights, steps, layer_infos, r.seed, r.batch_size, progress)
+            z_std = prep.z_std if r.latent == "sample" else None
+            res = engine.gt_noised_pass(self.adapter, grid, prep.z0, ctx, weights, steps, layer_infos, r.seed, r.batch_size,
+                                        progress, z_std=z_std)
         else:
             key = (prep.key, r.grid, max(steps))
             hit = self._inversions.get(key)
@@ -245,13 +254,13 @@ class GroundingModel:
             keys = [_text_key(phrases[b], categories[b], r) for b in range(len(phrases))]
             todo = [b for b in range(len(phrases)) if keys[b] not in self._text_passes]
             if todo:
-                tw = torch.stack([weights[b, :2] for b in todo])
+                tw = torch.stack([weights[b, :1] for b in todo])
                 tp = engine.text_pass(self.adapter, grid, ctx[todo], tw, self._null(), bsteps, layer_infos, r.seed,
                                       r.guidance_scale, tuple(prep.z0.shape), progress)
                 calls, forwards = calls + tp.unet_calls, forwards + tp.forwards
                 timings["text_pass_seconds"] = tp.seconds
                 for j, b in enumerate(todo):
-                    self._text_passes.put(keys[b], AttentionMaps(layer_infos, tp.steps, ["selected", "start"], tp.maps[j]))
+                    self._text_passes.put(keys[b], AttentionMaps(layer_infos, tp.steps, ["selected"], tp.maps[j]))
             cache["text_pass"] = len(phrases) - len(todo)
             text_maps = [self._text_passes[k] for k in keys]
         return Captured(maps, text_maps, explained, calls, forwards, timings, cache)

@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Zero-shot phrase grounding from diffusion cross-attention.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Zero-shot phrase grounding from diffusion cross-attention.")
 checkpoints_app = typer.Typer(no_args_is_help=True, help="List and verify named checkpoints.")
 app.add_typer(checkpoints_app, name="checkpoints")
 
@@ -17,6 +18,14 @@ DEMO_PHRASE_FILE = "package:assets/demo/sample.json"
 
 
 def _fail(message: str) -> None:
+    """One ``error:`` line and exit 2; with --debug / GROUNDKIT_DEBUG=1 the traceback of the exception being
+    handled (if any) comes first."""
+    import os
+
+    if os.environ.get("GROUNDKIT_DEBUG") and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -160,8 +169,48 @@ def _register_bench_commands() -> None:
 _register_bench_commands()
 
 
-def main() -> None:  # console script
-    app()
+DEBUG_HINT = "(run with --debug, or set GROUNDKIT_DEBUG=1, for the traceback)"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line a user can act on, for any exception that reaches the command line."""
+    import errno
+
+    from .core.io import WriteError, _explain
+
+    if isinstance(exc, WriteError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM) and exc.filename:
+        return str(_explain(Path(exc.filename), exc, append=False))
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, (ValueError, FileNotFoundError, LookupError)):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+def main(argv: list[str] | None = None) -> None:  # console script
+    """Run the CLI; an exception becomes one ``error:`` line (exit 2), its traceback only with --debug."""
+    import os
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(os.environ.get("GROUNDKIT_DEBUG"))
+    if "--debug" in args:
+        args.remove("--debug")
+        debug = True
+        os.environ["GROUNDKIT_DEBUG"] = "1"  # for the commands' own error paths (_fail)
+    try:
+        app(args=args, prog_name="groundkit")
+    except KeyboardInterrupt:
+        typer.secho("interrupted: results written so far are kept; run the same command again to resume", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place every error becomes a line
+        if debug:
+            raise
+        typer.secho(f"error: {describe_error(exc)}", fg=typer.colors.RED, err=True)
+        typer.secho(DEBUG_HINT, err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -31,33 +31,37 @@ def grid_size(maps: AttentionMaps, recipe: Recipe, layers, image_size: int) -> i
 
 
 def score_map(maps: AttentionMaps, recipe: Recipe, image_size: int, group: str = "selected") -> np.ndarray:
-    """The continuous map before thresholding: window mean, smoothing, min-max."""
+    """The continuous map before thresholding: window mean, smoothing, min-max (in float16 when the
+    recipe replicates the published Nuetzel storage)."""
     size = grid_size(maps, recipe, recipe.layers, image_size)
     h = maps.aggregate(group, recipe.steps, recipe.layers, layer_norm=recipe.layer_norm, upsample=recipe.upsample, size=size)
     if recipe.sigma:
         h = pp.gaussian(h, recipe.sigma)
-    return pp.minmax(h)
+    return pp.minmax_fp16(h) if recipe.map_fp16 else pp.minmax(h)
 
 
 def bbm_merge(a: np.ndarray, maps: AttentionMaps, text_maps: AttentionMaps, recipe: Recipe) -> tuple[np.ndarray, float]:
-    """Nuetzel eq. 2-4: merge the usual map A with M, the matrix product of the GT pass's start-token
-    map and the text-only pass's token map, weighted by the SSIM of the two passes' start-token maps."""
+    """Nuetzel eq. 2-4 as the published code computes them. M: the matrix product of the GT pass's
+    start-token maps and the text-only pass's selected-token maps, averaged, made 8-bit and min-maxed.
+    s: the SSIM of the image bias (GT pass, start token) and the text bias (text-only pass, the same
+    selected tokens as A), both 8-bit. Returns the un-normalised merged map and s."""
     size = a.shape[0]
+    fp16 = recipe.map_fp16
     p_img = maps.stack("start", recipe.bbm_steps, recipe.layers, size).double().numpy()
     p_txt = text_maps.stack("selected", recipe.bbm_steps, recipe.layers, size).double().numpy()
-    m = pp.bbm_matrix_map(p_img, p_txt)
+    m = pp.bbm_matrix_map(p_img, p_txt, fp16=fp16)
     kw = dict(layer_norm=False, upsample="nearest", size=size)
-    image_bias = maps.aggregate("start", recipe.bbm_steps, recipe.layers, **kw)
-    text_bias = text_maps.aggregate("start", recipe.bbm_steps, recipe.layers, **kw)
-    merged, s = pp.bbm(a, m, image_bias, text_bias, variant=recipe.bbm)
-    return merged, float(s)
+    image_bias = pp.to_uint8(maps.aggregate("start", recipe.bbm_steps, recipe.layers, **kw), fp16=fp16)
+    text_bias = pp.to_uint8(text_maps.aggregate("selected", recipe.bbm_steps, recipe.layers, **kw), fp16=fp16)
+    s = pp.bbm_weight(image_bias, text_bias)
+    return pp.bbm(a, m, s, variant=recipe.bbm, fp16=fp16), s
 
 
 def threshold(h: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     if recipe.threshold in ("otsu", "multiotsu"):
         return pp.otsu(h, method=recipe.threshold)
     if recipe.threshold == "gmm":
-        return h, pp.gmm(h, seed=recipe.seed)
+        return h, pp.gmm(h, seed=recipe.seed, fp16=recipe.map_fp16)
     return h, h >= 0.5  # no threshold: the map itself, and a documented mid-range mask
 
 
@@ -67,12 +71,16 @@ def make_heatmap(maps: AttentionMaps, recipe: Recipe, image_size: int, text_maps
     if recipe.bbm is not None:
         if text_maps is None:
             raise ValueError("recipe asks for BBM but no text-only pass was captured")
-        h, s = bbm_merge(h, maps, text_maps, recipe)
-        # Deviation, kept visible: the published code does not renormalise P_BBM (mixture values
-        # reach 1.5). groundkit min-maxes it so every heatmap is in [0, 1]; the GMM mask, signed
-        # CNR, Top-1 and AUROC are invariant to this positive affine map, so no number changes.
-        h = pp.minmax(h)
-    out, mask = threshold(h, recipe)
+        merged, s = bbm_merge(h, maps, text_maps, recipe)
+        # As published: the GMM is fitted to the un-normalised merged map (values up to 1.5) and the
+        # continuous metrics see its min-max; groundkit's heatmap is that min-max, always in [0, 1].
+        h = pp.minmax_fp16(merged) if recipe.map_fp16 else pp.minmax(merged)
+        if recipe.threshold == "gmm":
+            out, mask = h, pp.gmm(merged, seed=recipe.seed, fp16=recipe.map_fp16)
+        else:
+            out, mask = threshold(h, recipe)
+    else:
+        out, mask = threshold(h, recipe)
     if out.shape[0] != image_size:
         # as the published Nuetzel evaluation: linear upsampling of map and mask to the input
         # size, the mask rounded back (exactly 0.5 rounds down)

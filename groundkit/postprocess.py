@@ -28,8 +28,10 @@ __all__ = [
     "gmm_threshold",
     "gmm",
     "majority_filter",
+    "minmax_fp16",
     "to_uint8",
     "ssim",
+    "bbm_weight",
     "bbm",
     "bbm_matrix_map",
     "nearest_indices",
@@ -222,87 +224,106 @@ def majority_filter(mask) -> np.ndarray:
     return out
 
 
-def gmm(h, seed: int = 0) -> np.ndarray:
+def gmm(h, seed: int = 0, fp16: bool = False) -> np.ndarray:
     """Nuetzel's binary mask: pixels strictly above ``gmm_threshold``, then ``majority_filter``.
 
-    NaN pixels are never foreground.
+    NaN pixels are never foreground. ``fp16=True``: the map is a float16 tensor in the published code,
+    and torch compares it with the threshold rounded to float16 first; so does this.
     """
     a = _as_float(h)
     thr = gmm_threshold(a, seed)
+    if fp16:
+        thr = float(np.float16(thr))
     with np.errstate(invalid="ignore"):
         mask = a > thr
     return majority_filter(mask)
 
 
 # --------------------------------------------------------------------------------------------
-# SSIM and background-bias mitigation (Nuetzel)
+# float16 as the published Nuetzel code, SSIM and Bimodal Bias Merging
 # --------------------------------------------------------------------------------------------
-def to_uint8(h) -> np.ndarray:
-    """Min-max to [0, 1], times 255, truncated to uint8 (as the published ``.to(torch.uint8)``)."""
-    a = minmax(_as_float(h, allow_nan=False))
-    return np.floor(a * 255.0).astype(np.uint8)
+def minmax_fp16(h) -> np.ndarray:
+    """``minmax`` as the published Nuetzel code computes it: cast to float16 first, then
+    (h - min) / (max - min) with every operation rounded to float16 (torch CPU half arithmetic).
+
+    The published code stores every map it evaluates this way; the float16 values are returned as
+    float64 (exactly representable). A constant map becomes zeros, as in ``minmax``."""
+    import torch
+
+    a = _as_float(h, ndim=None, allow_nan=False)
+    t = torch.from_numpy(np.ascontiguousarray(a)).to(torch.float16)
+    lo, hi = t.min(), t.max()
+    if not bool(hi > lo):
+        return np.zeros(a.shape)
+    return ((t - lo) / (hi - lo)).double().numpy()
+
+
+def to_uint8(h, fp16: bool = False) -> np.ndarray:
+    """Min-max, times 255, truncated to uint8 (the published ``normalize_and_scale_tensor``).
+
+    ``fp16=True`` computes the min-max and the product in float16 exactly as published; otherwise
+    in float64 (the two differ by at most one grey level on a few pixels)."""
+    if not fp16:
+        return np.floor(minmax(_as_float(h, allow_nan=False)) * 255.0).astype(np.uint8)
+    import torch
+
+    t = torch.from_numpy(minmax_fp16(h)).to(torch.float16)
+    return (t * 255).to(torch.uint8).numpy()
 
 
 def ssim(a, b) -> float:
-    """Mean SSIM of two maps on their 8-bit min-max versions (``to_uint8``).
+    """Mean SSIM of two maps on their 8-bit versions (uint8 arrays are used as they are, other maps go
+    through ``to_uint8``): scikit-image's ``structural_similarity`` with its defaults, the call the
+    published code makes (data range 255 from the dtype, 7x7 uniform window, K1 0.01, K2 0.03,
+    sample covariance, mean over the pixels the window fits in)."""
+    from skimage.metrics import structural_similarity
 
-    Same numbers as ``skimage.metrics.structural_similarity`` with its defaults on uint8 input:
-    data range 255, 7x7 uniform window (scipy ``uniform_filter``, mode reflect), K1 = 0.01,
-    K2 = 0.03, sample covariance (N / (N - 1)), and the mean taken after cropping 3 pixels from
-    every border (where the window leaves the image).
-    """
-    a8, b8 = to_uint8(a), to_uint8(b)
+    a8 = a if np.asarray(a).dtype == np.uint8 else to_uint8(a)
+    b8 = b if np.asarray(b).dtype == np.uint8 else to_uint8(b)
     if a8.shape != b8.shape:
         raise ValueError(f"ssim: shapes differ: {a8.shape} vs {b8.shape}")
-    win = 7
-    if min(a8.shape) < win:
-        raise ValueError(f"ssim: maps must be at least {win}x{win}, got {a8.shape}")
-    x, y = a8.astype(np.float64), b8.astype(np.float64)
-    n = win * win
-    cov_norm = n / (n - 1.0)
-
-    def filt(z):
-        return ndimage.uniform_filter(z, size=win)
-
-    ux, uy = filt(x), filt(y)
-    uxx, uyy, uxy = filt(x * x), filt(y * y), filt(x * y)
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
-    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
-    p = (win - 1) // 2
-    return float(s[p:-p, p:-p].mean(dtype=np.float64))
+    if min(a8.shape) < 7:
+        raise ValueError(f"ssim: maps must be at least 7x7, got {a8.shape}")
+    return float(structural_similarity(a8, b8))
 
 
-def bbm(A, M, image_bias, text_bias, variant: str = "mixture") -> tuple[np.ndarray, float]:
-    """Background-bias mitigation (Nuetzel eq. 2-4): blend the map A with the bias-product map M.
+def bbm_weight(image_bias, text_bias) -> float:
+    """s = max(0, SSIM(image bias, text bias)): how much the image and the text-only pass share the
+    same background pattern; the more they do, the more weight BBM gives to M."""
+    return max(0.0, ssim(image_bias, text_bias))
 
-    s = max(0, ssim(image_bias, text_bias)) measures how much the image and text passes share the
-    same background pattern; the more they do, the more weight goes to M.
+
+def bbm(A, M, s: float, variant: str = "mixture", fp16: bool = False) -> np.ndarray:
+    """Bimodal Bias Merging (Nuetzel eq. 2-4): blend the map A with the bias-product map M by weight s.
+
       mixture:   (1-s)^2 A + 2 s (1-s) (M + A + M*A)/2 + s^2 M   (eq. 2, published default)
       linear:    s M + (1-s) A                                    (eq. 3)
       quadratic: (1-s)^2 A + 2 s (1-s) M*A + s^2 M                (eq. 4)
-    Not renormalised afterwards, as published. Returns (P, s).
-    """
+
+    Not renormalised (values reach 1.5), as published. ``fp16=True`` evaluates it on float16 maps in the
+    published operation order (float16 rounding after every operation)."""
     if variant not in BBM_VARIANTS:
         raise ValueError(f"bbm: unknown variant {variant!r}; expected one of {BBM_VARIANTS}")
     A = _as_float(A, "A", allow_nan=False)
     M = _as_float(M, "M", allow_nan=False)
     if A.shape != M.shape:
         raise ValueError(f"bbm: A and M shapes differ: {A.shape} vs {M.shape}")
-    s = max(0.0, ssim(image_bias, text_bias))
+    if fp16:
+        import torch
+
+        A, M = torch.from_numpy(A).half(), torch.from_numpy(M).half()
     if variant == "mixture":
-        P = (1 - s) ** 2 * A + 2 * s * (1 - s) * (M + A + M * A) / 2 + s**2 * M
+        P = 2 * (1 - s) * s * ((M + A + (M * A)) / 2) + ((1 - s) ** 2) * A + (s**2) * M
     elif variant == "linear":
         P = s * M + (1 - s) * A
     else:
-        P = (1 - s) ** 2 * A + 2 * s * (1 - s) * (M * A) + s**2 * M
-    return P, s
+        P = 2 * (1 - s) * s * (M * A) + ((1 - s) ** 2) * A + (s**2) * M
+    return P.double().numpy() if fp16 else P
 
 
-def bbm_matrix_map(p_img, p_txt) -> np.ndarray:
-    """M for BBM: min-max of the mean over (step, layer) of the matrix product p_img @ p_txt.
+def bbm_matrix_map(p_img, p_txt, fp16: bool = False) -> np.ndarray:
+    """M for BBM: the mean over (step, layer) of the matrix product p_img @ p_txt, made 8-bit and
+    min-maxed again, as published (``normalize_and_scale_tensor`` with scale, then without).
 
     p_img: (S, L, H, H) start-token maps of the GT-noised pass; p_txt: (S, L, H, H) token-mean maps
     of the text-only pass. The product is literally the HxH matrix product, as published (the mean
@@ -314,7 +335,8 @@ def bbm_matrix_map(p_img, p_txt) -> np.ndarray:
         raise ValueError(f"bbm_matrix_map: shapes differ: {a.shape} vs {b.shape}")
     if a.shape[-1] != a.shape[-2]:
         raise ValueError(f"bbm_matrix_map: maps must be square for a matrix product, got {a.shape[-2:]}")
-    return minmax(np.matmul(a, b).mean(axis=(0, 1)))
+    m8 = to_uint8(np.matmul(a, b).mean(axis=(0, 1)), fp16=fp16)
+    return minmax_fp16(m8) if fp16 else minmax(m8)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 MODES = ("gt-noised", "ddim-inversion")
+LATENTS = ("mean", "sample")
 # "multiotsu" is Otsu as the published Vilouras code computes it (skimage threshold_multiotsu with
 # 2 classes), which can land one histogram bin above threshold_otsu ("otsu").
 THRESHOLDS = ("otsu", "multiotsu", "gmm", "none")
@@ -39,6 +40,10 @@ class Recipe:
     bbm: str | None = None  # Bimodal Bias Merging variant, or None
     bbm_steps: tuple[int, int] = (0, 50)  # window of both BBM passes (published: all 50 steps)
     guidance_scale: float = 16.0  # text-only DDIM sampling pass of BBM (published value)
+    # --- fidelity knobs that only the published Nuetzel code needs (docs/protocols.md)
+    latent: str = "mean"  # GT-noised z0: the VAE posterior "mean", or a fresh posterior "sample" per step (seeded)
+    map_fp16: bool = False  # replicate the published float16 casts of the aggregated and the final map
+    drop_empty: bool = False  # benchmark: drop (and count) samples whose token filter selects nothing
     # --- evaluation
     protocol: str = "nuetzel"
     # --- engine
@@ -50,6 +55,7 @@ class Recipe:
         _check(self.threshold in THRESHOLDS, "threshold", self.threshold, THRESHOLDS)
         _check(self.bbm is None or self.bbm in BBM_VARIANTS, "bbm", self.bbm, BBM_VARIANTS + (None,))
         _check(self.upsample in UPSAMPLE, "upsample", self.upsample, UPSAMPLE)
+        _check(self.latent in LATENTS, "latent", self.latent, LATENTS)
         _check(self.protocol in PROTOCOLS, "protocol", self.protocol, PROTOCOLS)
         kind, _, num = self.grid.partition(":")
         if kind not in ("leading", "stride") or not num.isdigit() or int(num) < 1:
@@ -132,9 +138,9 @@ def _parse(key: str, value: str) -> Any:
         return parse_layers(value)
     if key in ("sigma", "bbm"):
         return None if value.lower() in ("none", "off", "") else (float(value) if key == "sigma" else value)
-    if key == "layer_norm":
+    if key in ("layer_norm", "map_fp16", "drop_empty"):
         if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError(f"recipe field 'layer_norm': expected true/false, got {value!r}")
+            raise ValueError(f"recipe field {key!r}: expected true/false, got {value!r}")
         return value.lower() in ("true", "1", "yes")
     if key in ("seed", "batch_size"):
         return int(value)
@@ -180,6 +186,9 @@ NUETZEL2025 = Recipe(
     sigma=None,
     threshold="gmm",
     protocol="nuetzel",
+    latent="sample",  # the published GT pass draws a fresh VAE posterior sample at every step
+    map_fp16=True,  # the published code casts the aggregated map to float16 and saves it so
+    drop_empty=True,  # a phrase with no selected token gives a NaN map there and leaves the averages
 )
 
 NUETZEL2025_BBM = replace(NUETZEL2025, name="nuetzel2025-bbm", bbm="mixture")

@@ -28,7 +28,7 @@ _extra_adapters: dict[str, type] = {}
 
 # keys a checkpoint entry may have; everything not consumed here is passed to the adapter
 ENTRY_FIELDS = {"adapter", "path", "recipe", "source", "description", "files", "sha256", "overrides", "paper"}
-ADAPTER_OPTIONS = {"image_size", "scale_factor", "text_encoder", "tokenizer", "unet_subfolder", "vae", "max_length"}
+ADAPTER_OPTIONS = {"image_size", "scale_factor", "text_encoder", "tokenizer", "unet_subfolder", "vae", "max_length", "null_attention_mask"}
 
 
 class CheckpointConfigError(ValueError):

@@ -29,6 +29,8 @@ __all__ = [
     "UnsafeCheckpointError",
     "CheckpointMismatchError",
     "load_state_dict",
+    "confined",
+    "read_shard_index",
     "check_keys",
     "load_into",
     "TORCH_SUFFIXES",
@@ -318,3 +320,39 @@ def load_into(
         what=what or type(module).__name__,
     )
     return module.load_state_dict(dict(state_dict), strict=strict, assign=assign)  # assign: a meta-device module takes the file's tensors
+
+
+def confined(root: str | os.PathLike, name: str, source: str) -> Path:
+    """``root / name``, refused unless it resolves (symlinks followed) inside ``root``.
+
+    Every file name that a checkpoint's own files name (shard indexes, configs) goes through here, so a
+    crafted ``../../elsewhere.safetensors`` or an absolute path can never make groundkit read outside the
+    checkpoint folder. ``source`` names the file and entry the name came from, for the error."""
+    base = Path(root).resolve()
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise CheckpointError(f"{source}: expected a file name inside {base}, got {name!r}")
+    target = (base / name).resolve()
+    if Path(name).is_absolute() or not target.is_relative_to(base):
+        raise CheckpointError(f"{source}: {name!r} points outside the checkpoint folder {base}; refused "
+                              "(every file a checkpoint names must lie inside its folder)")
+    return target
+
+
+def read_shard_index(index: str | os.PathLike) -> list[Path]:
+    """The shard files of a sharded checkpoint (``*.index.json``), each confined to the index's folder."""
+    import json
+
+    index = Path(index)
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError("weight_map is not a mapping")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{index}: not a valid sharded-checkpoint index ({exc})") from None
+    shards = []
+    for key, shard in weight_map.items():
+        path = confined(index.parent, shard, f"{index}: weight_map[{key!r}]")
+        if path not in shards:
+            shards.append(path)
+    return sorted(shards)
+

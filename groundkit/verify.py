@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .safeload import CheckpointError, CheckpointMismatchError, check_keys, load_state_dict
+from .safeload import CheckpointError, CheckpointMismatchError, check_keys, load_state_dict, read_shard_index
 
 __all__ = [
     "VerifyReport",
@@ -228,14 +228,9 @@ def file_shapes(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if path.name.endswith(".index.json"):
-        try:
-            index = json.loads(path.read_text())
-            shards = sorted(set(index["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise CheckpointError(f"{path}: not a valid sharded-checkpoint index ({exc})") from None
         out: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            out.update(file_shapes(path.parent / shard))
+        for shard in read_shard_index(path):
+            out.update(file_shapes(shard))
         return out
     if path.suffix == ".safetensors":
         return {

@@ -353,3 +353,23 @@ def test_cli_mscxr_official_csv(ckpt, mscxr, e2e, tmp_path):
     res = cli.invoke(app, ["benchmark", "--compare", str(e2e.out_dir), str(out), "--bootstrap", "500", "--out", str(tmp_path / "cmp")])
     assert res.exit_code == 0, res.output
     assert "95% CI" in res.output and (tmp_path / "cmp" / "compare.csv").is_file()
+
+
+def test_faithful_recipe_drops_samples_without_selected_token(ckpt, samples, tmp_path):
+    """nuetzel2025 (drop_empty): a phrase whose lexical filter selects nothing is left out and counted, as the
+    published code's NaN map leaves it out of the averages; with drop_empty off it is grounded on all tokens."""
+    from dataclasses import replace
+
+    real = samples[2]
+    empty = replace(real, sample_id="empty-0", phrase="the")
+    res = run_benchmark([ckpt], RECIPE, {"steps": "48:50"}, [real, empty], tmp_path / "a", progress=False)
+    rows = {r["sample_id"]: r for r in res.rows}
+    assert rows["empty-0"]["dropped"] and rows["empty-0"]["error"] is None and rows["empty-0"]["miou_fgbg"] is None
+    assert not rows[real.sample_id].get("dropped") and rows[real.sample_id]["miou_fgbg"] is not None
+    tables = build_tables(res.rows, res.configs)
+    label = res.configs[0].label
+    assert tables.summary[label]["dropped"] == 1 and tables.summary[label]["errors"] == 0
+    assert sum(tables.aggregates[label].counts[real.category].values()) == len(METRICS)
+    assert any("1 sample(s) dropped" in n for n in tables.sections[0].notes)
+    kept = run_benchmark([ckpt], RECIPE, {"steps": "48:50", "drop_empty": False}, [real, empty], tmp_path / "b", progress=False)
+    assert all(not r.get("dropped") and r["miou_fgbg"] is not None for r in kept.rows)

@@ -205,29 +205,60 @@ def test_bbm_identical_biases_give_M_and_opposite_give_A():
     A = np.array([[0.2, 0.5], [1.0, 0.0]])
     M = np.array([[1.0, 0.1], [0.3, 0.6]])
     a, _ = _halves()
+    assert P.bbm_weight(a, a) == pytest.approx(1.0)
+    assert P.bbm_weight(a, 1 - a) == 0.0  # negative SSIM is clipped to 0
     for variant in P.BBM_VARIANTS:
-        out, s = P.bbm(A, M, a, a, variant)
-        assert s == pytest.approx(1.0)
-        np.testing.assert_allclose(out, M, atol=1e-12)
-        out, s = P.bbm(A, M, a, 1 - a, variant)  # negative SSIM is clipped to 0
-        assert s == 0.0
-        np.testing.assert_array_equal(out, A)
+        np.testing.assert_allclose(P.bbm(A, M, 1.0, variant), M, atol=1e-12)
+        np.testing.assert_array_equal(P.bbm(A, M, 0.0, variant), A)
 
 
 def test_bbm_variants_at_intermediate_s():
     A, M = np.array([[0.5]]), np.array([[1.0]])
     a, b = _halves()
     s = 0.0009 / 0.5009
-    mix, s_out = P.bbm(A, M, a, b, "mixture")
-    assert s_out == pytest.approx(s, rel=1e-12)
+    assert P.bbm_weight(a, b) == pytest.approx(s, rel=1e-12)
     # mixture control point (M + A + MA)/2 = (1 + .5 + .5)/2 = 1
+    mix = P.bbm(A, M, s, "mixture")
     assert mix[0, 0] == pytest.approx((1 - s) ** 2 * 0.5 + 2 * s * (1 - s) * 1.0 + s**2 * 1.0, rel=1e-12)
-    lin, _ = P.bbm(A, M, a, b, "linear")
+    lin = P.bbm(A, M, s, "linear")
     assert lin[0, 0] == pytest.approx(s * 1.0 + (1 - s) * 0.5, rel=1e-12)
-    quad, _ = P.bbm(A, M, a, b, "quadratic")
+    quad = P.bbm(A, M, s, "quadratic")
     assert quad[0, 0] == pytest.approx((1 - s) ** 2 * 0.5 + 2 * s * (1 - s) * 0.5 + s**2, rel=1e-12)
     with pytest.raises(ValueError, match="variant"):
-        P.bbm(A, M, a, b, "cubic")
+        P.bbm(A, M, s, "cubic")
+
+
+def test_bbm_fp16_rounds_every_operation_like_torch_half():
+    rng = np.random.default_rng(3)
+    A = P.minmax_fp16(rng.random((8, 8)))
+    M = P.minmax_fp16(rng.random((8, 8)))
+    s = 0.3712
+    got = P.bbm(A, M, s, "mixture", fp16=True)
+    a, m = torch.from_numpy(A).half(), torch.from_numpy(M).half()
+    ref = 2 * (1 - s) * s * ((m + a + (m * a)) / 2) + ((1 - s) ** 2) * a + (s**2) * m  # published expression
+    assert ref.dtype == torch.float16
+    np.testing.assert_array_equal(got, ref.double().numpy())
+    # and it is not the float64 value: half precision is visible
+    assert np.abs(got - P.bbm(A, M, s, "mixture")).max() > 0
+
+
+def test_minmax_fp16_is_the_published_half_precision_min_max():
+    h = np.array([[0.1234567, 0.5], [0.98765, 0.3333333]])
+    t = torch.from_numpy(h).to(torch.float16)
+    expected = ((t - t.min()) / (t.max() - t.min())).double().numpy()
+    np.testing.assert_array_equal(P.minmax_fp16(h), expected)
+    np.testing.assert_array_equal(P.minmax_fp16(np.full((2, 2), 3.0)), np.zeros((2, 2)))
+    # every value is a float16 number
+    out = P.minmax_fp16(np.random.default_rng(0).random((5, 5)))
+    np.testing.assert_array_equal(out, out.astype(np.float16).astype(np.float64))
+
+
+def test_to_uint8_fp16_is_normalize_and_scale():
+    h = np.array([[0.0, 0.2, 0.4], [0.6, 0.8, 1.0]]) * 3.7 + 0.1
+    t = torch.from_numpy(h).to(torch.float16)
+    ref = (((t - t.min()) / (t.max() - t.min())) * 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(P.to_uint8(h, fp16=True), ref)
+    assert P.to_uint8(h, fp16=True).dtype == np.uint8
 
 
 def test_bbm_matrix_map_is_a_matrix_product():
@@ -242,6 +273,15 @@ def test_bbm_matrix_map_is_a_matrix_product():
         P.bbm_matrix_map(p_img, p_txt[:1])
     with pytest.raises(ValueError):
         P.bbm_matrix_map(np.ones((1, 1, 2, 3)), np.ones((1, 1, 2, 3)))
+
+
+def test_bbm_matrix_map_is_8_bit_as_published():
+    # product mean [[0, 1], [2, 3.5]]: 8-bit levels floor(255 * v / 3.5) = [0, 72, 145, 255], min-maxed again
+    p_img = np.eye(2)[None, None]
+    p_txt = np.array([[0.0, 1.0], [2.0, 3.5]])[None, None]
+    expected = np.array([[0, 72], [145, 255]]) / 255.0
+    np.testing.assert_allclose(P.bbm_matrix_map(p_img, p_txt), expected, atol=1e-15)
+    assert not np.allclose(P.bbm_matrix_map(p_img, p_txt), P.minmax(p_txt[0, 0]))
 
 
 # -------------------------------------------------------------------------------------- resizing

@@ -140,8 +140,9 @@ def ordered_cross_attention(unet: torch.nn.Module, latent_size: int, n_levels: i
     which is forward order there) with their query-grid side. Registration order alone is not
     forward order: diffusers registers ``up_blocks`` before ``mid_block``."""
     found = []
-    for name, _ in unet.named_modules():
-        if not name.endswith(".attn2"):
+    for name, module in unet.named_modules():
+        # attn2 is cross-attention by construction; attn1 only in blocks built with only_cross_attention
+        if not (name.endswith(".attn2") or (name.endswith(".attn1") and getattr(module, "is_cross_attention", False))):
             continue
         part = next((rank for prefix, rank in _LEVEL_PREFIXES if name.startswith(prefix)), None)
         if part is None:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..engine.capture import Recorder, diffusers_capture
-from ..safeload import CheckpointError, load_into, load_state_dict
+from ..safeload import CheckpointError, load_into, load_state_dict, read_shard_index
 from .base import LayerInfo, NoiseSchedule, TextBatch, encode_with, match_batch, ordered_cross_attention, square_crop
 
 
@@ -55,12 +55,8 @@ def load_diffusers_model(cls, folder: Path, what: str):
         sd = load_state_dict(file)
     elif index is not None:
         file, sd = index, {}
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"{index}: not a valid sharded-checkpoint index ({e})") from None
-        for shard in shards:
-            sd.update(load_state_dict(folder / shard))
+        for shard in read_shard_index(index):
+            sd.update(load_state_dict(shard))
     else:
         raise FileNotFoundError(f"{folder}: no {what} weights (looked for {' or '.join(WEIGHT_NAMES)})")
     try:
@@ -82,7 +78,7 @@ class DiffusersSDAdapter:
     name = "diffusers-sd"
 
     def __init__(self, vae, unet, text_encoder, tokenizer, schedule, image_size=512, scale_factor=0.18215,
-                 device="cpu", dtype=torch.float32, max_length=77, pass_mask=True):
+                 device="cpu", dtype=torch.float32, max_length=77, pass_mask=True, null_attention_mask=False):
         self.device, self.dtype = torch.device(device), dtype
         self.vae = vae.to(self.device).eval() if vae is not None else None
         self.unet_model = unet.to(self.device).to(dtype).eval()
@@ -93,6 +89,7 @@ class DiffusersSDAdapter:
         positions = getattr(getattr(text_encoder, "config", None), "max_position_embeddings", None)
         self.max_length = min(max_length, int(positions)) if positions else max_length
         self.pass_mask = pass_mask
+        self.null_attention_mask = null_attention_mask
         self.in_channels = int(self.unet_model.config.in_channels)
         down = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self.latent_size = image_size // down
@@ -126,7 +123,8 @@ class DiffusersSDAdapter:
         text_encoder, tokenizer, pass_mask = load_text_encoder(root, entry)
         scale = float(entry.get("scale_factor", getattr(vae.config, "scaling_factor", 0.18215) if vae is not None else 1.0))
         return cls(vae, unet, text_encoder, tokenizer, schedule, image_size=int(entry.get("image_size", 512)),
-                   scale_factor=scale, device=device, dtype=dtype, max_length=int(entry.get("max_length", 77)), pass_mask=pass_mask)
+                   scale_factor=scale, device=device, dtype=dtype, max_length=int(entry.get("max_length", 77)), pass_mask=pass_mask,
+                   null_attention_mask=bool(entry.get("null_attention_mask", False)))
 
     # ------------------------------------------------------------------ adapter protocol
     def preprocess(self, image) -> tuple[torch.Tensor, Any]:
@@ -136,14 +134,29 @@ class DiffusersSDAdapter:
 
     @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.encode_posterior(pixels)[0]
+
+    @torch.no_grad()
+    def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled mean and standard deviation of the VAE posterior (std 0 without a VAE)."""
         pixels = pixels.to(self.device, torch.float32)
         if self.vae is None:
-            return pixels * self.scale_factor
-        return self.vae.encode(pixels).latent_dist.mean * self.scale_factor
+            z = pixels * self.scale_factor
+            return z, torch.zeros_like(z)
+        dist = self.vae.encode(pixels).latent_dist
+        return dist.mean * self.scale_factor, dist.std * self.scale_factor
 
     def encode_text(self, phrases: list[str]) -> TextBatch:
         return encode_with(self.tokenizer, self.text_encoder, phrases, self.max_length, pass_mask=self.pass_mask,
                            device=self.device, dtype=self.dtype)
+
+    def encode_unconditional(self) -> torch.Tensor:
+        """The empty prompt as the published pipeline encodes it for classifier-free guidance: diffusers'
+        ``encode_prompt`` passes an attention mask only when the text encoder's config sets
+        ``use_attention_mask`` (CXR-BERT's does not), so [CLS] [SEP] and every [PAD] are attended.
+        ``null_attention_mask: true`` (checkpoint option) masks the padding instead, for models trained so."""
+        return encode_with(self.tokenizer, self.text_encoder, [""], self.max_length,
+                           pass_mask=self.pass_mask and self.null_attention_mask, device=self.device, dtype=self.dtype).embeddings
 
     def unet(self, z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         t, context = match_batch(z, t, context)
@@ -170,8 +183,15 @@ def load_text_encoder(root: Path, entry: dict[str, Any]):
         encoder, tokenizer = load_cxrbert(te_dir, tokenizer_folder=tok_dir if tok_dir.is_dir() else None)
         return encoder, tokenizer, True  # the tokenizer's attention mask goes to the text encoder (SPEC 2.2)
     if model_type in ("clip_text_model", "clip"):
-        from transformers import CLIPTextModel, CLIPTokenizerFast
+        from transformers import CLIPTokenizerFast
 
-        return (CLIPTextModel.from_pretrained(te_dir, local_files_only=True),
-                CLIPTokenizerFast.from_pretrained(tok_dir, local_files_only=True), False)
+        from .monai_ldm import load_clip_text_model
+
+        # strict and safe, like every other component: every key present, none extra, shapes equal
+        model = load_clip_text_model(te_dir)
+        try:
+            tokenizer = CLIPTokenizerFast.from_pretrained(str(tok_dir), local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise FileNotFoundError(f"{tok_dir}: no usable CLIP tokenizer (vocab.json + merges.txt): {str(e).splitlines()[0]}") from None
+        return model, tokenizer, False
     raise ValueError(f"{te_dir / 'config.json'}: unsupported text encoder model_type {model_type!r} (expected bert, cxr-bert or clip_text_model)")

@@ -46,8 +46,45 @@ def network_kwargs(config: dict[str, Any], key: str, file: Path) -> dict[str, An
             continue
         if isinstance(value, str) and value[:1] in ("$", "@", "%"):
             raise ConfigError(f"{file}: {key}.{name} is an expression ({value!r}); groundkit reads configs as data and never evaluates them")
+        _check_literal(value, f"{file}: {key}.{name}")
+        if name in NUMERIC_ARGS and not _numeric(value):
+            raise ConfigError(f"{file}: {key}.{name}: expected a number (or a list of numbers), got {value!r}")
         out[_RENAMED.get(name, name)] = value
     return out
+
+
+# arguments of the MONAI networks and scheduler that must be numbers (or lists of numbers)
+NUMERIC_ARGS = frozenset({
+    "spatial_dims", "in_channels", "out_channels", "latent_channels", "num_channels", "channels", "num_res_blocks",
+    "norm_num_groups", "norm_eps", "num_head_channels", "transformer_num_layers", "cross_attention_dim",
+    "num_train_timesteps", "beta_start", "beta_end", "num_class_embeds",
+})
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, (list, tuple)) and bool(value) and all(_numeric(v) for v in value)
+
+
+def _check_literal(value: Any, where: str) -> None:
+    """Network arguments are numbers, booleans, short strings or lists of them: a nested mapping (e.g. a
+    ``_target_`` object definition) would be an instruction to build something, and is refused."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            if isinstance(v, (list, tuple, dict)):
+                if isinstance(v, dict):
+                    raise ConfigError(f"{where}[{i}]: expected a number, got a mapping {v!r}; network arguments must be literals")
+                _check_literal(v, f"{where}[{i}]")
+            else:
+                _check_literal(v, f"{where}[{i}]")
+        return
+    raise ConfigError(f"{where}: expected a number, a boolean, a string or a list of them, got {type(value).__name__} {value!r}; "
+                      "network arguments must be literals (groundkit never builds objects from a config)")
 
 
 def schedule_from_kwargs(kw: dict[str, Any]) -> NoiseSchedule:
@@ -136,8 +173,17 @@ class MonaiLDMAdapter:
 
     @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        z_mu, _ = self.autoencoder.encode(pixels.to(self.device, torch.float32))
-        return z_mu * self.scale_factor
+        return self.encode_posterior(pixels)[0]
+
+    @torch.no_grad()
+    def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled mean and standard deviation of the autoencoder's posterior."""
+        z_mu, z_sigma = self.autoencoder.encode(pixels.to(self.device, torch.float32))
+        return z_mu * self.scale_factor, z_sigma * self.scale_factor
+
+    def encode_unconditional(self) -> torch.Tensor:
+        """The empty prompt for the unconditional half (CLIP: no attention mask, as published)."""
+        return self.encode_text([""]).embeddings
 
     def encode_text(self, phrases: list[str]) -> TextBatch:
         return encode_with(self.tokenizer, self.text_encoder, phrases, self.max_length, pass_mask=False,

@@ -54,6 +54,7 @@ def benchmark(
     dtype: str = typer.Option("float32", "--dtype", help="float32 | float16 | bfloat16"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (rows.jsonl, run.json, tables, report.html)"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="skip rows already in --out (default) or start over"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="start over: replace every row already in --out (same as --no-resume)"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="on resume, re-run samples whose row holds an error"),
     report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
     gallery: bool = typer.Option(True, "--gallery/--no-gallery", help="re-ground best/median/worst samples for the report's overlays"),
@@ -98,7 +99,7 @@ def benchmark(
     desc = {"kind": dataset, "csv": str(csv) if csv else None, "images": str(images) if images else None,
             "data": str(data) if data else None, "split": split}
     try:
-        result = run_benchmark(checkpoint, recipe, overrides, samples, out, resume=resume, retry_errors=retry_errors,
+        result = run_benchmark(checkpoint, recipe, overrides, samples, out, resume=resume and not overwrite, retry_errors=retry_errors,
                                device=device, dtype=dtype, limit=limit, progress=progress, dataset=desc,
                                report=report, gallery=gallery, checkpoints_file=checkpoints_file)
     except (FileNotFoundError, ValueError) as e:

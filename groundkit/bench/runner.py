@@ -21,6 +21,7 @@ checkpoint order, then dataset order) and builds the tables and the report.
 """
 from __future__ import annotations
 
+from ..core.io import AppendWriter, atomic_write_json, atomic_write_lines, ensure_dir
 import datetime as _dt
 import json
 import math
@@ -299,34 +300,17 @@ def load_run(out_dir: str | Path) -> dict:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, data)
 
 
 def _write_rows_atomic(path: Path, rows: Iterable[dict]) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_lines(path, rows)
 
 
-class _RowWriter:
+class _RowWriter(AppendWriter):
     def __init__(self, path: Path):
         _repair_tail(path)
-        self.path = path
-        self.f = open(path, "a", encoding="utf-8")
-
-    def write(self, row: dict) -> None:
-        self.f.write(json.dumps(row, allow_nan=False) + "\n")
-        self.f.flush()
-        os.fsync(self.f.fileno())
-
-    def close(self) -> None:
-        self.f.close()
+        super().__init__(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,6 +356,26 @@ def _plan(checkpoints: Sequence[Any], recipe, overrides: Mapping[str, Any], chec
     return plans
 
 
+def _configs_with_rows(old: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A configuration of an earlier session that never produced a row (e.g. a run that stopped on a bad
+    recipe) is forgotten: it must not linger in the tables as "no successful rows yet"."""
+    have = {(r.get("checkpoint"), r.get("recipe_digest")) for r in rows}
+    return [c for c in old if (c.get("checkpoint"), c.get("recipe_digest")) in have]
+
+
+def _refuse_other_recipes(out: Path, old: Sequence[Mapping[str, Any]], plans: Sequence[_Plan]) -> None:
+    """Rows of the same checkpoint under another recipe would be labelled by digest and mixed into one
+    folder's tables: say so instead of doing it silently."""
+    for p in plans:
+        for c in old:
+            if c.get("checkpoint") == p.config.checkpoint and c.get("recipe_digest") != p.config.recipe_digest:
+                name = (c.get("recipe") or {}).get("name", "?")
+                raise ValueError(
+                    f"{out} already holds rows of {p.config.checkpoint} under another recipe ({name}, digest "
+                    f"{c.get('recipe_digest')}; now {p.recipe.name}, digest {p.config.recipe_digest}): write to another "
+                    "--out, or pass --overwrite to replace the old rows")
+
+
 def _merge_configs(old: Sequence[Mapping[str, Any]], new: Sequence[Config]) -> list[Config]:
     """Union of the configs of every session of a folder (first seen first), labels made unique."""
     out: list[Config] = []
@@ -402,7 +406,14 @@ def _error_row(sample, cfg: Config, err: BaseException | str, seconds: float) ->
     return row
 
 
+DROPPED_EMPTY = "no selected token: the published code gives a NaN map and leaves the sample out"
+
+
 def _score(sample, cfg: Config, g, seconds: float) -> dict[str, Any]:
+    if cfg.recipe.get("drop_empty") and g.info.get("empty_selection"):
+        row = _error_row(sample, cfg, "", seconds)
+        row.update({"error": None, "dropped": DROPPED_EMPTY, "unet_calls": _clean(g.info.get("unet_calls"))})
+        return row
     heat = np.asarray(g.heatmap_crop)
     if not np.isfinite(heat).all():
         raise ValueError(f"heatmap has {int((~np.isfinite(heat)).sum())} NaN/inf values")
@@ -529,7 +540,7 @@ def run_benchmark(
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise ValueError(f"duplicate sample_id(s) in the dataset: {dup}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     plans = _plan(checkpoints, recipe, overrides, checkpoints_file)
     own_file = out / (ROWS_FILE if world == 1 else f"rows.rank{rank}.jsonl")
 
@@ -545,7 +556,9 @@ def run_benchmark(
     old_run = {}
     if resume and (out / RUN_FILE).is_file():
         old_run = json.loads((out / RUN_FILE).read_text())
-    configs = _merge_configs(old_run.get("configs", []), [p.config for p in plans])
+    old_configs = _configs_with_rows(old_run.get("configs", []), read_dir_rows(out) if resume else [])
+    _refuse_other_recipes(out, old_configs, plans)
+    configs = _merge_configs(old_configs, [p.config for p in plans])
     for p in plans:  # plans share the merged labels
         p.config.label = next(c.label for c in configs if c.checkpoint == p.config.checkpoint
                               and c.recipe_digest == p.config.recipe_digest)
@@ -578,6 +591,7 @@ def run_benchmark(
             if not pending:
                 continue
             model = _load_model(plan, device, dtype, checkpoints_file)
+            model.recipe(plan.recipe)  # a recipe that does not fit the model fails the run, not every sample
             for group in _group_by_image(pending).values():
                 for row in _ground_group(model, plan, group):
                     writer.write(row)

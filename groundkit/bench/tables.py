@@ -207,8 +207,13 @@ def _diff(a: Any, b: Any) -> float:
 
 def _config_rows(rows: Sequence[Mapping], cfg: Config) -> tuple[list[dict], int]:
     own = [r for r in rows if cfg.owns(r)]
-    ok = [dict(r, **{m: metric_value(r, m) for m in cfg.metrics}) for r in own if not r.get("error")]
-    return ok, len(own) - len(ok)
+    ok = [dict(r, **{m: metric_value(r, m) for m in cfg.metrics}) for r in own if not r.get("error") and not r.get("dropped")]
+    return ok, sum(1 for r in own if r.get("error"))
+
+
+def dropped_rows(rows: Sequence[Mapping], cfg: Config) -> int:
+    """Samples left out by the recipe's published rule (``drop_empty``), not failures."""
+    return sum(1 for r in rows if cfg.owns(r) and r.get("dropped"))
 
 
 def _sem(values: list[float]) -> float:
@@ -237,6 +242,11 @@ def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_d
             aggs[cfg.label] = aggregate(ok, cfg.metrics)
     vil = [c for c in configs if c.protocol == "vilouras" and c.label in aggs]
     nue = [c for c in configs if c.protocol == "nuetzel" and c.label in aggs]
+    for cfg in configs:
+        n_drop = dropped_rows(rows, cfg)
+        if n_drop:
+            sections[0].notes.append(f"{cfg.label}: {n_drop} sample(s) dropped because the token filter selected no "
+                                     "token (as the published code, whose map is NaN there); they are in no mean.")
     missing = [c.label for c in configs if c.label not in aggs]
     if missing:
         sections[0].notes.append("No successful rows yet for: " + ", ".join(missing) + ".")
@@ -246,7 +256,8 @@ def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_d
         _nuetzel_tables(nue, aggs, data, refs, sections, csvs, bars)
     _all_metrics(configs, aggs, data, sections, csvs)
     summary = {c.label: {**aggs[c.label].to_dict(), "protocol": c.protocol, "recipe_digest": c.recipe_digest,
-                         "checkpoint": c.checkpoint, "errors": data[c.label][1]} for c in configs if c.label in aggs}
+                         "checkpoint": c.checkpoint, "errors": data[c.label][1], "dropped": dropped_rows(rows, c)}
+               for c in configs if c.label in aggs}
     return Tables(sections, csvs, aggs, bars, summary)
 
 

@@ -174,6 +174,9 @@ def _load_raster(path: Path) -> np.ndarray:
                 im = im.convert("RGB")
                 mode = "RGB"
             arr = np.array(im)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"cannot read image file {path}: its header declares more pixels than Pillow's safety limit "
+                         f"({Image.MAX_IMAGE_PIXELS} pixels; a decompression bomb or a damaged header): {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot read image file {path}: {exc}") from exc
     if mode == "I" or arr.dtype == np.int32:

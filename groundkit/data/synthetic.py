@@ -46,32 +46,48 @@ def _anatomy() -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------ phrases
-SEVERITY = {"small": ["small", "minimal", "tiny"], "moderate": ["moderate", "mild"], "large": ["large", "extensive", "severe"]}
-ZONE_WORDS = {"upper": ["upper lobe", "upper zone", "lung apex"], "lower": ["lower lobe", "lung base"],
-              "middle": ["middle lobe", "mid lung"]}  # nouns: "in the left {zone}"
-ZONE_ADJ = {"upper": ["upper lobe", "apical"], "lower": ["lower lobe", "basal", "basilar"], "middle": ["middle lobe"]}
+SEVERITY = {"small": ["small", "minimal", "tiny", "trace"], "moderate": ["moderate", "mild", "moderate-sized"],
+            "large": ["large", "extensive", "severe", "sizable"]}
+ZONE_WORDS = {"upper": ["upper lobe", "upper zone", "lung apex", "apex"], "lower": ["lower lobe", "lung base", "lower zone", "base"],
+              "middle": ["middle lobe", "mid lung", "mid zone"]}  # nouns: "in the left {zone}"
+ZONE_ADJ = {"upper": ["upper lobe", "apical", "upper zone"], "lower": ["lower lobe", "basal", "basilar", "lower zone"],
+            "middle": ["middle lobe", "mid lung"]}
+# Sides are worded as reports word them: "left", "left-sided", "on the left", "of the left lung".
 TEMPLATES = {
     "Consolidation": ["{sev} consolidation in the {side} {zone}", "patchy consolidation of the {side} {zone}",
-                      "{side} {zadj} consolidation"],
-    "Pneumonia": ["{side} {zadj} pneumonia", "{sev} pneumonia in the {side} {zone}", "focal pneumonia of the {side} {zone}"],
-    "Lung Opacity": ["{sev} opacity in the {side} {zone}", "{side} {zadj} opacity", "patchy opacity at the {side} {zone}"],
-    "Atelectasis": ["{side} {zadj} atelectasis", "linear atelectasis at the {side} {zone}", "{sev} {side} basilar atelectasis"],
-    "Edema": ["{sev} pulmonary edema", "bilateral perihilar edema", "{sev} interstitial edema"],
-    "Cardiomegaly": ["{sev} cardiomegaly", "cardiomegaly", "enlarged cardiac silhouette with cardiomegaly"],
-    "Pleural Effusion": ["{sev} {side} pleural effusion", "{side} pleural effusion", "{side} basal effusion"],
-    "Pneumothorax": ["{sev} {side} apical pneumothorax", "{side} pneumothorax", "{sev} {side} pneumothorax at the apex"],
+                      "{side} {zadj} consolidation", "{side}-sided {zadj} airspace consolidation",
+                      "airspace consolidation at the {side} {zone}", "focal consolidation in the {zone} of the {side} lung"],
+    "Pneumonia": ["{side} {zadj} pneumonia", "{sev} pneumonia in the {side} {zone}", "focal pneumonia of the {side} {zone}",
+                  "{side}-sided pneumonia in the {zone}", "pneumonia at the {side} {zone}"],
+    "Lung Opacity": ["{sev} opacity in the {side} {zone}", "{side} {zadj} opacity", "patchy opacity at the {side} {zone}",
+                     "hazy opacity projecting over the {side} {zone}", "{side}-sided {zadj} opacity",
+                     "opacity in the {zone} of the {side} lung"],
+    "Atelectasis": ["{side} {zadj} atelectasis", "linear atelectasis at the {side} {zone}", "{sev} {side} basilar atelectasis",
+                    "subsegmental atelectasis in the {side} lower lobe", "plate-like atelectasis at the {side} base",
+                    "{side}-sided basal atelectasis"],
+    "Edema": ["{sev} pulmonary edema", "bilateral perihilar edema", "{sev} interstitial edema", "pulmonary edema in both lungs",
+              "{sev} bilateral interstitial edema"],
+    "Cardiomegaly": ["{sev} cardiomegaly", "cardiomegaly", "enlarged cardiac silhouette with cardiomegaly",
+                     "{sev} enlargement of the cardiac silhouette", "enlarged heart"],
+    "Pleural Effusion": ["{sev} {side} pleural effusion", "{side} pleural effusion", "{side} basal effusion",
+                         "{sev} pleural effusion on the {side}", "{side}-sided pleural effusion",
+                         "{sev} effusion at the {side} lung base", "blunting of the {side} costophrenic angle from effusion"],
+    "Pneumothorax": ["{sev} {side} apical pneumothorax", "{side} pneumothorax", "{sev} {side} pneumothorax at the apex",
+                     "{side}-sided apical pneumothorax", "{sev} pneumothorax at the {side} apex",
+                     "pneumothorax in the {side} upper zone"],
 }
 
 
 def report_vocabulary() -> list[str]:
     """Every lowercase word the phrase generator can emit (the demo tokenizer is built from it)."""
-    words = {"left", "right", "bilateral"}
+    words = {"left", "right", "bilateral", "sided"}
     for group in list(SEVERITY.values()) + list(ZONE_WORDS.values()) + list(ZONE_ADJ.values()):
         for w in group:
-            words.update(w.split())
+            words.update(w.replace("-", " ").split())
     for ts in TEMPLATES.values():
         for t in ts:
-            words.update(w for w in t.replace("{", " ").replace("}", " ").split() if w not in ("sev", "side", "zone", "zadj"))
+            plain = t.replace("{", " ").replace("}", " ").replace("-", " ")
+            words.update(w for w in plain.split() if w not in ("sev", "side", "zone", "zadj"))
     return sorted(words)
 
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..adapters.base import LayerInfo
 from .capture import Recorder
-from .schedules import add_noise, ddim_move, gt_noise, inversion_trajectory, previous_abar, step_generator, STREAM_TEXT_PASS
+from .schedules import add_noise, ddim_move, gt_noise, inversion_trajectory, posterior_latent, previous_abar, step_generator, STREAM_TEXT_PASS
 
 
 @dataclass
@@ -74,14 +74,18 @@ def _run_items(adapter, unet: Counter, recorder: Recorder, items, latents, conte
 
 
 @torch.no_grad()
-def gt_noised_pass(adapter, grid, z0, contexts, weights, steps, layers, seed, batch_size, progress=False) -> PassMaps:
+def gt_noised_pass(adapter, grid, z0, contexts, weights, steps, layers, seed, batch_size, progress=False, z_std=None) -> PassMaps:
     """Nuetzel's GT-noised sampling: z_t = sqrt(a) z0 + sqrt(1-a) eps with fresh eps per step.
 
-    The U-Net output is discarded, so steps are independent and batched; no unconditional half
-    (published with CFG, whose guided output is discarded, so it cannot change the maps)."""
+    ``z_std`` given: z0 is a fresh posterior sample per step (mean ``z0``), as published. The U-Net
+    output is discarded, so steps are independent and batched; no unconditional half (published
+    with CFG, whose guided output is discarded, so it cannot change the maps)."""
     start = time.perf_counter()
     recorder, unet = Recorder(layers), Counter(adapter)
-    latents = {s: add_noise(z0.float().cpu(), gt_noise(seed, s, tuple(z0.shape)), float(adapter.schedule.alphas_cumprod[grid[s]])).to(adapter.device) for s in steps}
+    mean = z0.float().cpu()
+    std = z_std.float().cpu() if z_std is not None else None
+    latents = {s: add_noise(posterior_latent(mean, std, seed, s), gt_noise(seed, s, tuple(z0.shape)),
+                            float(adapter.schedule.alphas_cumprod[grid[s]])).to(adapter.device) for s in steps}
     items = [((p, s), grid[s]) for s in steps for p in range(contexts.shape[0])]
     with adapter.capture(recorder):
         _run_items(adapter, unet, recorder, items, latents, contexts, weights, batch_size, "gt-noised", progress)

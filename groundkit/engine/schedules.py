@@ -24,11 +24,22 @@ def step_generator(seed: int, stream: int, step: int = 0) -> torch.Generator:
 
 STREAM_GT_NOISE = 1
 STREAM_TEXT_PASS = 2
+STREAM_POSTERIOR = 3
 
 
 def gt_noise(seed: int, step: int, shape: tuple[int, ...]) -> torch.Tensor:
     """Fresh Gaussian noise of grid step ``step`` of the gt-noised pass."""
     return torch.randn(shape, generator=step_generator(seed, STREAM_GT_NOISE, step), dtype=torch.float32)
+
+
+def posterior_latent(mean: torch.Tensor, std: torch.Tensor | None, seed: int, step: int) -> torch.Tensor:
+    """z0 of grid step ``step``: a fresh sample mean + std * eps of the VAE posterior (the published
+    GT-noised pass samples the posterior at every step), seeded per (seed, step); the mean when
+    ``std`` is None."""
+    if std is None:
+        return mean
+    eps = torch.randn(tuple(mean.shape), generator=step_generator(seed, STREAM_POSTERIOR, step), dtype=torch.float32)
+    return mean + std * eps
 
 
 def add_noise(z0: torch.Tensor, noise: torch.Tensor, abar: float) -> torch.Tensor:
