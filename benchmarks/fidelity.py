@@ -22,8 +22,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import groundkit as gk  # noqa: E402
-from groundkit.protocols import get_protocol  # noqa: E402
+import groundkit as gk
+from groundkit.evaluation.protocols import get_protocol
 
 PHRASES = ["small left apical pneumothorax", "moderate cardiomegaly", "right lower lobe consolidation",
            "left pleural effusion"]

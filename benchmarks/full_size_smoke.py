@@ -149,7 +149,7 @@ def _synthetic_image():
 
         image, phrase, category, boxes = next(iter_samples(1, seed=0, size=512))
         return np.asarray(image, dtype=np.float32), phrase, category, boxes
-    except Exception:  # noqa: BLE001 - fall back to a plain generated image
+    except Exception:
         yy, xx = np.mgrid[0:512, 0:512] / 512.0
         image = (0.3 + 0.4 * np.exp(-((xx - 0.7) ** 2 + (yy - 0.6) ** 2) / 0.02)).astype(np.float32)
         return image, "right lower lobe opacity", None, [(300, 250, 120, 120)]
@@ -159,7 +159,7 @@ def strict_check(model, folder: Path) -> list[dict]:
     """Every tensor of every weights file consumed and equal to the loaded network's (verify's mapping)."""
     import torch
 
-    from groundkit.safeload import load_state_dict
+    from groundkit.core.safeload import load_state_dict
     from groundkit.verify import verify_checkpoint
 
     report = verify_checkpoint(str(folder), deep=True)
@@ -194,7 +194,7 @@ def child_run(kind: str, folder: Path, faithful: bool, device: str) -> dict:
     import torch
 
     import groundkit as gk
-    from groundkit.heatmap import make_heatmap
+    from groundkit.engine.heatmap import make_heatmap
 
     torch.set_num_threads(os.cpu_count() or 1)
     spec = KINDS[kind]
@@ -205,7 +205,7 @@ def child_run(kind: str, folder: Path, faithful: bool, device: str) -> dict:
         import transformers  # noqa: F401
         from monai.networks import nets  # noqa: F401
 
-        import groundkit.api  # noqa: F401
+        import groundkit.api
     with Stage("load", stages, device):
         model = gk.load(str(folder), device=device)
     overrides = {} if faithful else dict(spec["fast"])
@@ -243,7 +243,7 @@ def child_run(kind: str, folder: Path, faithful: bool, device: str) -> dict:
 
 def _spawn(args: list[str]) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), *args]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stderr[-6000:])

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import sys
 import tempfile
 import time
@@ -26,13 +25,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import groundkit as gk  # noqa: E402
-from groundkit.engine.capture import Recorder  # noqa: E402
-from groundkit.engine.schedules import add_noise, ddim_move, gt_noise  # noqa: E402
-from groundkit.heatmap import make_heatmap  # noqa: E402
-from groundkit.maps import AttentionMaps  # noqa: E402
-from groundkit.recipes import RECIPES  # noqa: E402
-from groundkit.tokens import explain, token_weights  # noqa: E402
+import groundkit as gk
+from groundkit.engine.heatmap import make_heatmap
+from groundkit.engine.maps import AttentionMaps
+from groundkit.engine.recorder import Recorder
+from groundkit.engine.schedules import ddim_move
+from groundkit.engine.tokens import explain, token_weights
+from groundkit.recipes import RECIPES
 
 PHRASES = ["small left apical pneumothorax", "moderate cardiomegaly", "right lower lobe consolidation",
            "bilateral pleural effusions", "left basal atelectasis"]
@@ -137,7 +136,7 @@ def bench_family(name, folder, recipe_name, device, naive_steps, image, dtype):
     for n in (1, 5):
         model._inversions.clear()
         model._text_passes.clear()
-        gs, sec, mem = timed(device, lambda: model.ground_many(image, PHRASES[:n], recipe))
+        gs, sec, mem = timed(device, lambda n=n: model.ground_many(image, PHRASES[:n], recipe))
         rows.append((f"groundkit {recipe_name}, {n} phrase(s)/image", n, gs[0].info["unet_calls_total"] / n, sec / n, mem))
         if n == 1 and nmaps is not None:
             if isinstance(nmaps, AttentionMaps):  # Vilouras: the window's maps, post-processed alike
@@ -156,7 +155,7 @@ def bench_family(name, folder, recipe_name, device, naive_steps, image, dtype):
         for n in (1, 5):
             model._inversions.clear()
             model._text_passes.clear()
-            gs, sec, mem = timed(device, lambda: model.ground_many(image, PHRASES[:n], fast))
+            gs, sec, mem = timed(device, lambda n=n: model.ground_many(image, PHRASES[:n], fast))
             rows.append((f"groundkit {fast}, {n} phrase(s)/image", n, gs[0].info["unet_calls_total"] / n, sec / n, mem))
     for r in rows:
         print(f"   {r[0]:<55} calls/phrase {r[2]:7.1f}   s/phrase {r[3]:8.2f}   peak MB {r[4]:8.0f}")
@@ -185,7 +184,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     image = (rng.random((600, 500)) * 0.3).astype(np.float32)
     image[200:350, 100:250] += 0.6
-    print(f"device {device}, dtype {args.dtype}, torch {torch.__version__}, threads {torch.get_num_threads()}, {'tiny' if args.tiny else 'real-size'} random weights")
+    print(f"device {device}, dtype {args.dtype}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"{'tiny' if args.tiny else 'real-size'} random weights")
     t = time.perf_counter()
     monai = build_monai_bundle(work / "monai", tiny=args.tiny)
     sd = build_sd_cxrbert(work / "sd", tiny=args.tiny)

@@ -5,34 +5,53 @@
     g = model.ground("cxr.png", "small left apical pneumothorax", recipe="nuetzel2025")
     g.save("out/")                               # heatmap.npy, mask.png, overlay.png, result.json
 """
-__version__ = "0.1.0"
-
-from .recipes import RECIPES, Recipe, get_recipe, register_recipe  # noqa: E402
+from groundkit.core.version import __version__  # noqa: F401
+from groundkit.recipes import RECIPES, Recipe, get_recipe, list_recipes, register_recipe
 
 
 def load(*args, **kwargs):
     """See `groundkit.api.load` (imported lazily: torch/diffusers load only when needed)."""
-    from .api import load as _load
+    from groundkit.api import load as _load
 
     return _load(*args, **kwargs)
 
 
-def list_checkpoints(file=None):
-    from .registry import load_checkpoints
+def list_checkpoints(checkpoints_file=None):
+    """Every named checkpoint (see `groundkit.api.list_checkpoints`)."""
+    from groundkit.api import list_checkpoints as _list
 
-    return list(load_checkpoints(file).values())
+    return _list(checkpoints_file)
+
+
+def list_adapters():
+    """Every installed model family (see `groundkit.api.list_adapters`)."""
+    from groundkit.api import list_adapters as _list
+
+    return _list()
+
+
+def register_adapter(name, cls):
+    """Register a model family at run time (installed packages use the `groundkit.adapters` entry point)."""
+    from groundkit.registry import register_adapter as _register
+
+    return _register(name, cls)
 
 
 def __getattr__(name):
-    if name in ("Grounding",):
-        from .grounding import Grounding
+    if name == "Grounding":
+        from groundkit.grounding import Grounding
 
         return Grounding
-    if name in ("GroundingModel",):
-        from .api import GroundingModel
+    if name == "GroundingModel":
+        from groundkit.engine.pipeline import GroundingModel
 
         return GroundingModel
+    if name == "registry":
+        import groundkit.registry as registry
+
+        return registry
     raise AttributeError(name)
 
 
-__all__ = ["load", "list_checkpoints", "Recipe", "RECIPES", "get_recipe", "register_recipe", "Grounding", "GroundingModel"]
+__all__ = ["load", "list_checkpoints", "list_adapters", "list_recipes", "register_adapter", "register_recipe",
+           "Recipe", "RECIPES", "get_recipe", "Grounding", "GroundingModel"]

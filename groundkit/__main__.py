@@ -1,5 +1,5 @@
 """``python -m groundkit ...`` (and ``torchrun --nproc-per-node K -m groundkit benchmark ...``)."""
-from .cli import main
+from groundkit.cli import main
 
 if __name__ == "__main__":
     main()

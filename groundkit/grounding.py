@@ -1,16 +1,15 @@
 """The result of grounding one phrase: maps in crop space and original pixels, and its provenance."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .geometry import Geometry
-from .postprocess import mask_to_original, to_original
-from .recipes import Recipe
+from groundkit.core.geometry import Geometry, mask_to_original, to_original
+from groundkit.core.io import atomic_write_json
+from groundkit.recipes import Recipe
 
 
 @dataclass
@@ -23,6 +22,19 @@ class Grounding:
     info: dict[str, Any] = field(default_factory=dict)  # checkpoint, seed, timings, U-Net calls, tokens ...
     token_maps_crop: dict[str, np.ndarray] | None = None  # per-word maps (crop space), on request
     image: np.ndarray | None = None  # the original image (H, W) in [0, 1], for overlays
+    boxes: list[tuple[float, float, float, float]] | None = None  # ground truth given to evaluate()
+    metrics: dict[str, float] | None = None  # what evaluate() returned (saved in result.json)
+
+    def __repr__(self) -> str:
+        s = self.info.get("timings", {}).get("total_seconds_batch")
+        extra = f", {self.metrics_summary()}" if self.metrics else ""
+        return (f"Grounding({self.phrase!r}, {self.info.get('checkpoint', '?')}/{self.recipe.name}, "
+                f"{self.geometry.orig_h}x{self.geometry.orig_w}, mask {self.mask_crop.mean():.1%}"
+                + (f", {self.info.get('unet_calls', 0):g} U-Net calls" if "unet_calls" in self.info else "")
+                + (f", {s:.2f} s" if s is not None else "") + extra + ")")
+
+    def metrics_summary(self) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in (self.metrics or {}).items() if not k.startswith("n_boxes"))
 
     @property
     def heatmap(self) -> np.ndarray:
@@ -41,11 +53,27 @@ class Grounding:
         return {w: to_original(m, self.geometry) for w, m in self.token_maps_crop.items()}
 
     def evaluate(self, boxes, protocol: str | None = None) -> dict[str, float]:
-        """Metrics of this grounding against [x, y, w, h] boxes in original pixels, under the
-        recipe's protocol (or the one named)."""
-        from .protocols import get_protocol
+        """Metrics of this grounding against [x, y, w, h] boxes in original pixels, under the recipe's protocol
+        (or the one named). The boxes and metrics are kept: ``save`` records them and draws the boxes."""
+        from groundkit.evaluation.protocols import get_protocol
 
-        return get_protocol(protocol or self.recipe.protocol).evaluate(self.heatmap_crop, self.mask_crop, self.geometry, boxes)
+        metrics = get_protocol(protocol or self.recipe.protocol).evaluate(self.heatmap_crop, self.mask_crop, self.geometry, boxes)
+        self.boxes, self.metrics = [tuple(map(float, b)) for b in boxes], dict(metrics)
+        return metrics
+
+    def plot(self, ax=None, *, mask: bool = True, boxes: bool = True):
+        """Draw the overlay (image, heatmap with a labelled colour bar, mask contour, ground-truth boxes, patient
+        L/R) into a matplotlib axis (a new figure when ``ax`` is None); returns the axis."""
+        from groundkit import viz
+
+        return viz.plot_grounding(self, ax=ax, mask=mask, boxes=boxes)
+
+    def show(self, **kwargs) -> None:
+        """Plot and show (in a notebook, the figure appears inline)."""
+        import matplotlib.pyplot as plt
+
+        self.plot(**kwargs)
+        plt.show()
 
     def to_json(self) -> dict[str, Any]:
         return {"phrase": self.phrase, "recipe": self.recipe.to_dict(), "recipe_digest": self.recipe.digest(),
@@ -56,30 +84,23 @@ class Grounding:
         result.json; token maps as tokens.png when present."""
         from PIL import Image
 
-        from . import viz
+        from groundkit import viz
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         heat = self.heatmap
         np.save(out / "heatmap.npy", heat.astype(np.float32))
-        Image.fromarray((self.mask.astype(np.uint8) * 255)).save(out / "mask.png")
-        result = self.to_json()
+        Image.fromarray(self.mask.astype(np.uint8) * 255).save(out / "mask.png")
         if boxes is not None:
-            result["boxes"] = [list(map(float, b)) for b in boxes]
-            result["metrics"] = self.evaluate(boxes)
+            self.evaluate(boxes)
+        result = self.to_json()
+        if self.boxes is not None:
+            result["boxes"] = [list(b) for b in self.boxes]
+            result["metrics"] = self.metrics
         if self.image is not None:
-            viz.overlay(self.image, heat, mask=self.mask, boxes=boxes, title=self.phrase, path=out / "overlay.png")
+            viz.overlay(self.image, heat, mask=self.mask, boxes=self.boxes, title=self.phrase, path=out / "overlay.png",
+                        sides=True, colorbar_label=f"cross-attention ({self.recipe.name}, min-max)")
             if self.token_maps_crop:
                 viz.token_grid(self.image, self.token_maps, out / "tokens.png")
-        (out / "result.json").write_text(json.dumps(result, indent=2, default=_jsonable))
+        atomic_write_json(out / "result.json", result)
         return out
-
-
-def _jsonable(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,15 +1,26 @@
-"""Recipes: every choice of a grounding protocol as data (SPEC.md sections 3-6).
+"""Recipes: every choice of a grounding protocol as data (docs/protocols.md).
 
 A paper's protocol is a named `Recipe`, not a code path. Users override any field by name, from
-Python (`m.ground(..., layers=(3, 4))`) or the CLI (`--set layers=3,4`); the resolved recipe is
-written into every result so a number can always be traced to the exact settings behind it.
+Python (`m.ground(..., layers=(3, 4))`) or the CLI (`--set layers=3,4`); the resolved recipe and where
+each field came from (recipe, checkpoint, user) are written into every result, so a number can always
+be traced to the exact settings behind it.
+
+Layers are chosen by what they are, so that a published recipe runs on every architecture: ``"16x16"``
+(the cross-attention layers whose query grid is 16x16), ``"up"`` / ``"down"`` / ``"mid"`` (by U-Net part),
+``"up:16x16"`` (both), ``"all"``, or raw indices ``"3,4,6,7"`` / ``"2-7"`` into the model's forward order.
+A selector is resolved per model (:func:`resolve_layers`); ``vilouras2024`` says ``"16x16"``, which on
+the MONAI chest X-ray LDM is exactly the published layers 3, 4, 6, 7.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Sequence
+
+from groundkit.core.registry import Registry
+from groundkit.core.types import LayerInfo
 
 MODES = ("gt-noised", "ddim-inversion")
 LATENTS = ("mean", "sample")
@@ -29,7 +40,7 @@ class Recipe:
     grid: str = "leading:50"  # timestep grid: "leading:N" (DDIM, descending) or "stride:K" (t = 0, K, 2K, ... ascending)
     # --- window: what is aggregated
     steps: tuple[int, int] = (10, 50)  # [start, end) indices into the grid, in run order
-    layers: tuple[int, ...] | None = None  # indices into the canonical cross-attention order; None = all
+    layers: tuple[int, ...] | str | None = None  # indices in forward order, a selector ("16x16", "up", "up:16x16"), None = all
     # --- token filter (SPEC section 4): all | lexical | disease | words:a,b
     tokens: str = "all"
     # --- post-processing (SPEC section 5)
@@ -70,7 +81,7 @@ class Recipe:
             raise ValueError(f"recipe field 'batch_size': expected >= 1, or 0 for automatic, got {self.batch_size}")
 
     # ------------------------------------------------------------------ helpers
-    def override(self, **changes: Any) -> "Recipe":
+    def override(self, **changes: Any) -> Recipe:
         """A copy with fields changed; values may be strings as typed on a command line."""
         known = {f.name: f for f in fields(self)}
         parsed = {}
@@ -113,22 +124,64 @@ def _range(text: str, name: str) -> tuple[int, int]:
         raise ValueError(f"recipe field {name!r}: expected START:END (e.g. 120:180), got {text!r}") from None
 
 
-def parse_layers(text: str) -> tuple[int, ...] | None:
-    """'all' | '3,4,6,7' | '2-7' | '0-3,8' -> sorted unique indices (None = all)."""
-    text = text.strip()
+BLOCKS = ("down", "mid", "up")
+_RES = re.compile(r"^(\d+)x(\d+)$")
+
+
+def _selector_part(part: str) -> bool:
+    m = _RES.match(part)
+    return part in BLOCKS or bool(m and m.group(1) == m.group(2))
+
+
+def parse_layers(text: str) -> tuple[int, ...] | str | None:
+    """'all' | '3,4,6,7' | '2-7' | '0-3,8' -> sorted unique indices (None = all); '16x16', 'up', 'up:16x16',
+    '16x16,32x32' -> the selector itself (resolved per model by :func:`resolve_layers`)."""
+    text = text.strip().lower()
     if text in ("", "all"):
         return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if parts and all(all(_selector_part(x) for x in p.split(":")) for p in parts):
+        return ",".join(parts)
     out: set[int] = set()
     try:
-        for part in text.split(","):
+        for part in parts:
             if "-" in part:
                 a, b = part.split("-")
                 out.update(range(int(a), int(b) + 1))
             else:
                 out.add(int(part))
     except ValueError:
-        raise ValueError(f"recipe field 'layers': expected 'all' or indices like 3,4,6,7 or 2-7, got {text!r}") from None
+        raise ValueError(f"recipe field 'layers': expected 'all', indices like 3,4,6,7 or 2-7, a resolution like 16x16, "
+                         f"a part (down, mid, up) or both like up:16x16, got {text!r}") from None
     return tuple(sorted(out))
+
+
+def resolve_layers(spec: tuple[int, ...] | str | None, layers: Sequence[LayerInfo], model: str = "the model") -> tuple[int, ...] | None:
+    """A recipe's layer field as indices of this model's cross-attention layers (None = all)."""
+    n = len(layers)
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        chosen = set()
+        for part in spec.split(","):
+            keys = part.split(":")
+            for info in layers:
+                if all((k == info.block) if k in BLOCKS else (k == f"{info.resolution}x{info.resolution}") for k in keys):
+                    chosen.add(info.index)
+        if not chosen:
+            have = ", ".join(f"{i.index}: {i.block} {i.resolution}x{i.resolution}" for i in layers)
+            raise ValueError(f"recipe field 'layers': {spec!r} selects no cross-attention layer of {model} ({have})")
+        return tuple(sorted(chosen))
+    if spec and max(spec) >= n:
+        raise ValueError(f"recipe field 'layers': {max(spec)} out of range; {model} has {n} cross-attention layers (0..{n - 1})")
+    return tuple(spec)
+
+
+def describe_layers(spec: tuple[int, ...] | str | None) -> str:
+    """'all' for None (never 'None'), the selector, or the indices."""
+    if spec is None:
+        return "all"
+    return spec if isinstance(spec, str) else ",".join(str(i) for i in spec)
 
 
 def _parse(key: str, value: str) -> Any:
@@ -156,6 +209,8 @@ def _normalise(key: str, value: Any) -> Any:
                              "base-60 number: write '40:50' in quotes or [40, 50]")
         return tuple(int(v) for v in value)
     if key == "layers" and value is not None:
+        if isinstance(value, str):
+            return parse_layers(value)
         return tuple(sorted(int(v) for v in value))
     return value
 
@@ -165,7 +220,7 @@ VILOURAS2024 = Recipe(
     mode="ddim-inversion",
     grid="stride:3",  # published "300-step trailing" grid: t = 0, 3, ..., 999 (334 entries)
     steps=(120, 180),  # t = 360..537
-    layers=(3, 4, 6, 7),  # the four 16x16 layers of the MONAI LDM (SPEC 2.1)
+    layers="16x16",  # on the MONAI LDM exactly the published layers 3, 4, 6, 7 (its four 16x16 layers)
     tokens="all",
     layer_norm=True,
     upsample="bilinear",
@@ -199,18 +254,74 @@ NUETZEL2025_BBM = replace(NUETZEL2025, name="nuetzel2025-bbm", bbm="mixture")
 VILOURAS2024_FAST = replace(VILOURAS2024, name="vilouras2024-fast", grid="stride:9", steps=(40, 60))  # same t = 360..531, 3x fewer calls
 NUETZEL2025_FAST = replace(NUETZEL2025, name="nuetzel2025-fast", steps=(45, 50))  # last 5 of 50 steps (Nuetzel App. C: saturates after ~5)
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (VILOURAS2024, NUETZEL2025, NUETZEL2025_BBM, VILOURAS2024_FAST, NUETZEL2025_FAST)}
+RECIPES: Registry[Recipe] = Registry("recipe")
+for _r in (VILOURAS2024, NUETZEL2025, NUETZEL2025_BBM, VILOURAS2024_FAST, NUETZEL2025_FAST):
+    RECIPES.register(_r.name, _r)
+PUBLISHED = ("vilouras2024", "nuetzel2025", "nuetzel2025-bbm")
 
 
 def get_recipe(recipe: str | Recipe) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
-    try:
-        return RECIPES[recipe]
-    except KeyError:
-        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}") from None
+    return RECIPES.get(recipe)
 
 
-def register_recipe(recipe: Recipe) -> None:
+def list_recipes() -> list[str]:
+    return RECIPES.names()
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
     """Add a named recipe (e.g. a measured fast variant) so that it can be used by name."""
-    RECIPES[recipe.name] = recipe
+    return RECIPES.register(recipe.name, recipe)
+
+
+def register_checkpoint_recipe(name: str, base: str, overrides: dict[str, Any]) -> Recipe:
+    """A checkpoint's own default recipe: ``base`` with the checkpoint's overrides, under its own name
+    (e.g. ``demo-default``), so that ``nuetzel2025`` always means the published settings."""
+    if name in PUBLISHED:
+        raise ValueError(f"a checkpoint recipe may not take the published name {name!r}")
+    return register_recipe(replace(get_recipe(base).override(**overrides), name=name))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A recipe resolved for one model, and where each field's value came from."""
+
+    recipe: Recipe
+    provenance: dict[str, str]  # field -> "recipe" | "checkpoint" | "user"
+    layers_spec: str  # the layer field as written (e.g. "16x16"), before resolution to indices
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.recipe.name, "provenance": dict(self.provenance), "layers_spec": self.layers_spec}
+
+
+def resolve_recipe(recipe: str | Recipe | None, default: str, overrides: dict[str, Any] | None = None,
+                   layers: Sequence[LayerInfo] | None = None, grid_len: int | None = None, model: str = "the model",
+                   base_of_default: str | None = None) -> Resolved:
+    """The one place a recipe is resolved: the named (or the checkpoint's ``default``) recipe, then the
+    user's overrides, then the layer selector resolved for this model and windows checked against its grid.
+
+    ``base_of_default`` names the published recipe a checkpoint default was made from, so that fields it
+    changed are reported as coming from the checkpoint."""
+    base = get_recipe(recipe if recipe is not None else default)
+    reference = get_recipe(base_of_default) if (recipe is None and base_of_default) else base
+    r = base.override(**overrides) if overrides else base
+    provenance = {}
+    for f in fields(Recipe):
+        if f.name == "name":
+            continue
+        if overrides and f.name in {k.replace("-", "_") for k in overrides}:
+            provenance[f.name] = "user"
+        elif getattr(base, f.name) != getattr(reference, f.name):
+            provenance[f.name] = "checkpoint"
+        else:
+            provenance[f.name] = "recipe"
+    spec = describe_layers(r.layers)
+    if layers is not None:
+        r = replace(r, layers=resolve_layers(r.layers, layers, model))
+    if grid_len is not None:
+        for name in ("steps",) + (("bbm_steps",) if r.bbm else ()):
+            a, b = getattr(r, name)
+            if b > grid_len:
+                raise ValueError(f"recipe field {name!r}: {a}:{b} exceeds the grid {r.grid} ({grid_len} steps)")
+    return Resolved(r, provenance, spec)

@@ -3,10 +3,12 @@
 A third party ships an adapter class in its own package and declares it under the entry-point
 group ``groundkit.adapters``; groundkit finds it without being edited. ``checkpoints.yaml`` is
 data: which adapter serves a checkpoint, where its files are, which recipe it defaults to and
-where a user gets the weights.
+where a user gets the weights. The options a checkpoint may set are the ones its adapter declares
+(``Adapter.options``); a checkpoint folder may carry its own ``groundkit.yaml`` with the same keys.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,50 +16,62 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
+from groundkit.core.io import read_yaml
+from groundkit.core.registry import Registry
+from groundkit.core.safeload import confined
+from groundkit.recipes import RECIPES, Recipe, register_checkpoint_recipe
 
-from .recipes import RECIPES
+__all__ = ["ADAPTERS", "CheckpointConfigError", "CheckpointEntry", "adapter_names", "confined", "detect_adapter",
+           "entry_for_verify", "folder_config", "get_adapter_class", "groundkit_home", "home_of", "load_checkpoints",
+           "register_adapter", "resolve"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_CHECKPOINTS = PACKAGE_DIR / "checkpoints.yaml"
+FOLDER_CONFIG = "groundkit.yaml"
 _BUILTIN_ADAPTERS = {
-    "monai-ldm": "groundkit.adapters.monai_ldm:MonaiLDMAdapter",
-    "diffusers-sd": "groundkit.adapters.diffusers_sd:DiffusersSDAdapter",
+    "monai-ldm": "groundkit.families.monai_ldm:MonaiLDMAdapter",
+    "diffusers-sd": "groundkit.families.diffusers_sd:DiffusersSDAdapter",
 }
-_extra_adapters: dict[str, type] = {}
-
-# keys a checkpoint entry may have; everything not consumed here is passed to the adapter
+# keys a checkpoint entry may have besides its adapter's options
 ENTRY_FIELDS = {"adapter", "path", "recipe", "source", "description", "files", "sha256", "overrides", "paper"}
-ADAPTER_OPTIONS = {"image_size", "scale_factor", "text_encoder", "tokenizer", "unet_subfolder", "vae", "max_length", "null_attention_mask"}
+FOLDER_FIELDS = {"adapter", "recipe", "overrides", "description"}
 
 
 class CheckpointConfigError(ValueError):
     """checkpoints.yaml is malformed; the message names the file and key."""
 
 
-def register_adapter(name: str, cls: type) -> None:
+def _import(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _discovered() -> dict[str, Any]:
+    """Entry points first (an installed package may replace a built-in), then the built-ins."""
+    found: dict[str, Any] = {name: (lambda t=target: _import(t)) for name, target in _BUILTIN_ADAPTERS.items()}
+    for ep in metadata.entry_points(group="groundkit.adapters"):
+        found[ep.name] = ep.load
+    return found
+
+
+ADAPTERS: Registry[type] = Registry("adapter", loader=_discovered)
+
+
+def register_adapter(name: str, cls: type) -> type:
     """Register an adapter class at run time (the entry point is the way for installed packages)."""
-    _extra_adapters[name] = cls
+    return ADAPTERS.register(name, cls)
 
 
 def adapter_names() -> list[str]:
-    names = set(_BUILTIN_ADAPTERS) | set(_extra_adapters)
-    names |= {ep.name for ep in metadata.entry_points(group="groundkit.adapters")}
-    return sorted(names)
+    return ADAPTERS.names()
 
 
 def get_adapter_class(name: str) -> type:
-    if name in _extra_adapters:
-        return _extra_adapters[name]
-    for ep in metadata.entry_points(group="groundkit.adapters"):
-        if ep.name == name:
-            return ep.load()
-    if name in _BUILTIN_ADAPTERS:
-        module, _, attr = _BUILTIN_ADAPTERS[name].partition(":")
-        import importlib
+    return ADAPTERS.get(name)
 
-        return getattr(importlib.import_module(module), attr)
-    raise ValueError(f"unknown adapter {name!r}; installed adapters: {', '.join(adapter_names())}")
+
+def adapter_options(name: str) -> dict[str, str]:
+    return dict(getattr(get_adapter_class(name), "options", {}) or {})
 
 
 def groundkit_home(config_home: str | None = None) -> Path:
@@ -66,18 +80,25 @@ def groundkit_home(config_home: str | None = None) -> Path:
     return Path(home).expanduser()
 
 
+def home_of(file: str | Path | None = None) -> Path:
+    """The resolved home folder of a checkpoints.yaml (default: the shipped one)."""
+    data = read_yaml(_checkpoints_file(file), "checkpoints file") or {}
+    return groundkit_home(data.get("home") if isinstance(data, dict) else None)
+
+
 @dataclass
 class CheckpointEntry:
     name: str
     adapter: str
     path: Path
-    recipe: str
+    recipe: str  # the base recipe; with overrides the default recipe is "<name>-default"
     source: str = ""
     description: str = ""
     files: list[str] = field(default_factory=list)
     sha256: dict[str, str] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    paper: str = ""
 
     def adapter_entry(self) -> dict[str, Any]:
         return {"path": str(self.path), "source": self.source, **self.options}
@@ -89,6 +110,19 @@ class CheckpointEntry:
     def present(self) -> bool:
         return self.path.exists() and not self.missing_files()
 
+    @property
+    def default_recipe(self) -> str:
+        """The recipe this checkpoint runs when none is named: its base recipe, or - when the checkpoint
+        sets overrides - ``<name>-default`` (the base recipe with them), so that a published recipe name
+        always means the published settings."""
+        if not self.overrides:
+            return self.recipe
+        return register_checkpoint_recipe(f"{self.name}-default", self.recipe, self.overrides).name
+
+
+def _checkpoints_file(file: str | Path | None) -> Path:
+    return Path(file or os.environ.get("GROUNDKIT_CHECKPOINTS") or BUILTIN_CHECKPOINTS)
+
 
 def _resolve_path(raw: str, home: Path) -> Path:
     if raw.startswith("package:"):
@@ -97,81 +131,91 @@ def _resolve_path(raw: str, home: Path) -> Path:
     return p if p.is_absolute() else home / p
 
 
+def _check_overrides(where: str, recipe: str, overrides: Any) -> dict[str, Any]:
+    if not isinstance(overrides, dict):
+        raise CheckpointConfigError(f"{where}.overrides: expected a mapping of recipe fields, got {overrides!r}")
+    if overrides:
+        try:
+            RECIPES.get(recipe).override(**overrides)
+        except (ValueError, TypeError) as e:
+            raise CheckpointConfigError(f"{where}.overrides: {e}") from None
+    return dict(overrides)
+
+
+def _entry(file: Path, name: str, raw: Any, home: Path, adapters: list[str]) -> CheckpointEntry:
+    where = f"{file}: checkpoints.{name}"
+    if not isinstance(raw, dict):
+        raise CheckpointConfigError(f"{where}: expected a mapping")
+    for key in ("adapter", "path", "recipe"):
+        if key not in raw:
+            raise CheckpointConfigError(f"{where}: missing required key '{key}'")
+    if raw["adapter"] not in adapters:
+        raise CheckpointConfigError(f"{where}.adapter: unknown adapter {raw['adapter']!r} (installed: {', '.join(adapters)})")
+    if raw["recipe"] not in RECIPES:
+        raise CheckpointConfigError(f"{where}.recipe: unknown recipe {raw['recipe']!r} (known: {', '.join(RECIPES.names())})")
+    options = adapter_options(raw["adapter"])
+    unknown = set(raw) - ENTRY_FIELDS - set(options)
+    if unknown:
+        raise CheckpointConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(ENTRY_FIELDS | set(options)))})")
+    if not isinstance(raw["path"], str) or not raw["path"].strip():
+        raise CheckpointConfigError(f"{where}.path: expected a folder path, got {raw['path']!r}")
+    files = raw.get("files") or []
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise CheckpointConfigError(f"{where}.files: expected a list of file paths relative to the folder, got {files!r}")
+    for f in files:
+        if Path(f).is_absolute() or ".." in Path(f).parts:
+            raise CheckpointConfigError(f"{where}.files: {f!r} is not a path inside the checkpoint folder")
+    sha = raw.get("sha256") or {}
+    if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v)
+                                            for k, v in sha.items()):
+        raise CheckpointConfigError(f"{where}.sha256: expected a mapping {{relative file: 64 hex digits}}, got {sha!r}")
+    path = _resolve_path(str(raw["path"]), home)
+    source = str(raw.get("source", "")).strip().replace("$GROUNDKIT_HOME", str(home)).replace("${GROUNDKIT_HOME}", str(home))
+    return CheckpointEntry(
+        name=name, adapter=raw["adapter"], path=path, recipe=raw["recipe"], source=source,
+        description=str(raw.get("description", "")).strip(), files=list(files), sha256=dict(sha),
+        overrides=_check_overrides(where, raw["recipe"], raw.get("overrides") or {}),
+        options={k: v for k, v in raw.items() if k in options}, paper=str(raw.get("paper", "")).strip())
+
+
 def load_checkpoints(file: str | Path | None = None) -> dict[str, CheckpointEntry]:
     """Read and validate a checkpoints.yaml (default: the one shipped with groundkit, or
     $GROUNDKIT_CHECKPOINTS); every error names the file and the offending key."""
-    file = Path(file or os.environ.get("GROUNDKIT_CHECKPOINTS") or BUILTIN_CHECKPOINTS)
+    file = _checkpoints_file(file)
     try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{file}: checkpoints file not found") from None
-    except yaml.YAMLError as e:
-        raise CheckpointConfigError(f"{file}: not valid YAML ({e})") from None
+        data = read_yaml(file, "checkpoints file")
+    except ValueError as e:
+        raise CheckpointConfigError(str(e)) from None
     if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), dict):
         raise CheckpointConfigError(f"{file}: expected a mapping with a 'checkpoints' key")
     home = groundkit_home(data.get("home"))
     adapters = adapter_names()
-    out = {}
-    for name, raw in data["checkpoints"].items():
-        where = f"{file}: checkpoints.{name}"
-        if not isinstance(raw, dict):
-            raise CheckpointConfigError(f"{where}: expected a mapping")
-        for key in ("adapter", "path", "recipe"):
-            if key not in raw:
-                raise CheckpointConfigError(f"{where}: missing required key '{key}'")
-        if raw["adapter"] not in adapters:
-            raise CheckpointConfigError(f"{where}.adapter: unknown adapter {raw['adapter']!r} (installed: {', '.join(adapters)})")
-        if raw["recipe"] not in RECIPES:
-            raise CheckpointConfigError(f"{where}.recipe: unknown recipe {raw['recipe']!r} (known: {', '.join(RECIPES)})")
-        unknown = set(raw) - ENTRY_FIELDS - ADAPTER_OPTIONS
-        if unknown:
-            raise CheckpointConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(ENTRY_FIELDS | ADAPTER_OPTIONS))})")
-        if not isinstance(raw["path"], str) or not raw["path"].strip():
-            raise CheckpointConfigError(f"{where}.path: expected a folder path, got {raw['path']!r}")
-        files = raw.get("files") or []
-        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-            raise CheckpointConfigError(f"{where}.files: expected a list of file paths relative to the folder, got {files!r}")
-        sha = raw.get("sha256") or {}
-        if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v)
-                                                for k, v in sha.items()):
-            raise CheckpointConfigError(f"{where}.sha256: expected a mapping {{relative file: 64 hex digits}}, got {sha!r}")
-        overrides = raw.get("overrides") or {}
-        if not isinstance(overrides, dict):
-            raise CheckpointConfigError(f"{where}.overrides: expected a mapping of recipe fields, got {overrides!r}")
-        if overrides:
-            try:
-                RECIPES[raw["recipe"]].override(**overrides)
-            except (ValueError, TypeError) as e:
-                raise CheckpointConfigError(f"{where}.overrides: {e}") from None
-        out[name] = CheckpointEntry(
-            name=name, adapter=raw["adapter"], path=_resolve_path(str(raw["path"]), home), recipe=raw["recipe"],
-            source=str(raw.get("source", "")).strip(), description=str(raw.get("description", "")).strip(),
-            files=list(raw.get("files") or []), sha256=dict(raw.get("sha256") or {}), overrides=dict(overrides),
-            options={k: v for k, v in raw.items() if k in ADAPTER_OPTIONS},
-        )
-    return out
+    return {name: _entry(file, name, raw, home, adapters) for name, raw in data["checkpoints"].items()}
 
 
-FOLDER_CONFIG = "groundkit.yaml"
-
-
-def folder_config(path: Path) -> dict[str, Any]:
-    """Optional ``groundkit.yaml`` inside a checkpoint folder: recipe, overrides and adapter options
-    that travel with the weights (e.g. a pixel-space model's input size)."""
+def folder_config(path: Path, adapter: str | None = None) -> dict[str, Any]:
+    """Optional ``groundkit.yaml`` inside a checkpoint folder: recipe, overrides and adapter options that
+    travel with the weights (e.g. a pixel-space model's input size). A file path it names must lie inside
+    the folder."""
     file = Path(path) / FOLDER_CONFIG
     if not file.is_file():
         return {}
     try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise CheckpointConfigError(f"{file}: not valid YAML ({e})") from None
+        data = read_yaml(file) or {}
+    except ValueError as e:
+        raise CheckpointConfigError(str(e)) from None
     if not isinstance(data, dict):
         raise CheckpointConfigError(f"{file}: expected a mapping")
-    unknown = set(data) - {"adapter", "recipe", "overrides", "description"} - ADAPTER_OPTIONS
+    adapter = data.get("adapter") or adapter or detect_adapter(path)
+    options = adapter_options(adapter) if adapter in adapter_names() else {}
+    unknown = set(data) - FOLDER_FIELDS - set(options)
     if unknown:
-        raise CheckpointConfigError(f"{file}: unknown keys {sorted(unknown)}")
+        raise CheckpointConfigError(f"{file}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(FOLDER_FIELDS | set(options)))})")
     if "recipe" in data and data["recipe"] not in RECIPES:
-        raise CheckpointConfigError(f"{file}: recipe: unknown recipe {data['recipe']!r} (known: {', '.join(RECIPES)})")
+        raise CheckpointConfigError(f"{file}: recipe: unknown recipe {data['recipe']!r} (known: {', '.join(RECIPES.names())})")
+    for key in ("text_encoder", "tokenizer", "unet_subfolder"):
+        if key in data:  # a folder's own config never points outside the folder
+            data[key] = str(confined(path, str(data[key]), f"{file}: {key}"))
     return data
 
 
@@ -189,6 +233,14 @@ def detect_adapter(path: str | Path) -> str:
     return hits[0]
 
 
+def _with_folder_config(entry: CheckpointEntry) -> CheckpointEntry:
+    cfg = folder_config(entry.path, entry.adapter)
+    options = adapter_options(entry.adapter)
+    entry.options = {**{k: v for k, v in cfg.items() if k in options}, **entry.options}
+    entry.overrides = {**dict(cfg.get("overrides") or {}), **entry.overrides}
+    return entry
+
+
 def resolve(checkpoint: str | Path, checkpoints_file: str | Path | None = None) -> CheckpointEntry:
     """A name from checkpoints.yaml, or a folder laid out as published."""
     entries = load_checkpoints(checkpoints_file)
@@ -199,16 +251,34 @@ def resolve(checkpoint: str | Path, checkpoints_file: str | Path | None = None) 
         missing = entry.missing_files()
         if missing:
             raise FileNotFoundError(f"checkpoint {entry.name!r}: missing file {entry.path / missing[0]}. {entry.source}".strip())
-        cfg = folder_config(entry.path)
-        entry.options = {**{k: v for k, v in cfg.items() if k in ADAPTER_OPTIONS}, **entry.options}
-        entry.overrides = {**dict(cfg.get("overrides") or {}), **entry.overrides}
-        return entry
+        return _with_folder_config(entry)
     p = Path(checkpoint)
     if not p.exists():
         raise ValueError(f"{checkpoint!r} is neither a checkpoint name ({', '.join(entries)}) nor an existing folder")
+    return _folder_entry(p)
+
+
+def _folder_entry(p: Path) -> CheckpointEntry:
     cfg = folder_config(p)
     adapter = cfg.get("adapter") or detect_adapter(p)
-    recipe = cfg.get("recipe") or ("vilouras2024" if adapter == "monai-ldm" else "nuetzel2025")
+    options = adapter_options(adapter)
+    recipe = cfg.get("recipe") or getattr(get_adapter_class(adapter), "default_recipe", "nuetzel2025")
     return CheckpointEntry(name=p.name, adapter=adapter, path=p.resolve(), recipe=recipe,
                            description=str(cfg.get("description", "")), overrides=dict(cfg.get("overrides") or {}),
-                           options={k: v for k, v in cfg.items() if k in ADAPTER_OPTIONS})
+                           options={k: v for k, v in cfg.items() if k in options})
+
+
+def entry_for_verify(name_or_path: str | os.PathLike, checkpoints_file: str | Path | None = None) -> CheckpointEntry:
+    """The entry ``checkpoints verify`` checks: a name (its folder may be missing) or an existing folder."""
+    entries = load_checkpoints(checkpoints_file)
+    if isinstance(name_or_path, str) and name_or_path in entries:
+        entry = entries[name_or_path]
+        return _with_folder_config(entry) if entry.path.is_dir() else entry
+    p = Path(name_or_path).expanduser()
+    if not p.exists():
+        raise ValueError(f"{str(name_or_path)!r} is neither a checkpoint name ({', '.join(entries)}) nor an existing folder")
+    return _folder_entry(p)
+
+
+def recipe_of(entry: CheckpointEntry) -> Recipe:
+    return RECIPES.get(entry.default_recipe)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from groundkit.engine.capture import Recorder
+from groundkit.engine.recorder import Recorder
 from groundkit.engine.schedules import STREAM_GT_NOISE, STREAM_POSTERIOR, STREAM_TEXT_PASS, step_generator
 
 
@@ -58,8 +58,8 @@ def published_bbm(model, image, phrase: str, token_positions: list[int], seed: i
                   guidance_scale: float = 16.0, steps: int = 50, bbm: bool = True):
     """(preliminary map (H, H) float16, GMM mask (H, H) bool, s) of one phrase, as the published code."""
     from diffusers import DDIMScheduler
-    from sklearn.mixture import GaussianMixture
     from skimage.metrics import structural_similarity
+    from sklearn.mixture import GaussianMixture
 
     a = model.adapter
     sched = DDIMScheduler.from_config(_scheduler_config(model))

@@ -18,7 +18,8 @@ import groundkit as gk
 from groundkit.bench import ablation as A
 from groundkit.bench.datasets import load_dataset
 from groundkit.data.images import save_png
-from groundkit.heatmap import make_heatmap
+from groundkit.engine.heatmap import make_heatmap
+from groundkit.evaluation.protocols import aggregate
 
 BASE = dict(grid="stride:50")  # 20-step inversion grid
 LAYERS = [None, (3, 4, 6, 7)]
@@ -95,7 +96,9 @@ def uninterrupted(tiny_monai_bundle, dataset, tmp_path_factory, monkeypatch_modu
     fresh = gk.load(tiny_monai_bundle, device="cpu")
     counter = CountingUnet(fresh.adapter)
     during_eval = {}
-    real_eval = A._evaluate
+    from groundkit.bench.ablation import run as R
+
+    real_eval = R.evaluate
 
     def spy(*args, **kwargs):
         before = counter.calls
@@ -103,10 +106,10 @@ def uninterrupted(tiny_monai_bundle, dataset, tmp_path_factory, monkeypatch_modu
         during_eval["calls"] = counter.calls - before
         return out
 
-    monkeypatch_module.setattr(A, "_evaluate", spy)
+    monkeypatch_module.setattr(R, "evaluate", spy)
     out = tmp_path_factory.mktemp("abl_full")
     res = A.run_ablation(fresh, dataset, "vilouras2024", LAYERS, STEPS, POSTS, METRICS, out, progress=False, overrides=BASE)
-    monkeypatch_module.setattr(A, "_evaluate", real_eval)
+    monkeypatch_module.setattr(R, "evaluate", real_eval)
     return res, out, counter.calls, during_eval["calls"], fresh
 
 
@@ -247,14 +250,14 @@ def test_vilouras_table2_side_by_side(tmp_path):
     cell = A.Cell((2, 3, 4, 5, 6, 7), (40, 60), "otsu")
     rows = [{"category": "Pneumonia", "miou_thr": 0.25, "cnr": 1.0}, {"category": "Edema", "miou_thr": 0.15, "cnr": 0.5}]
     res = A.AblationResult("m", gk.get_recipe("vilouras2024"), "vilouras", ("miou_thr", "cnr"), [cell.layers], [cell.steps],
-                           ["otsu"], [], 100, 11, [cell], [], {cell.key: A.aggregate(rows, ["miou_thr", "cnr"])}, {}, {}, 2)
+                           ["otsu"], [], 100, 11, [cell], [], {cell.key: aggregate(rows, ["miou_thr", "cnr"])}, {}, {}, 2)
     out_rows, md = A.vilouras_table2(res, ref)
     got = {(r["setup"], r["metric"], r["category"]): (r["ours"], r["published"]) for r in out_rows}
     assert got[("L=6, T=20, Otsu", "miou_thr", "Avg")] == (pytest.approx(20.0), 20.2)  # percent, macro
     assert got[("L=6, T=20, Otsu", "cnr", "Pneumonia")] == (1.0, 0.87)
     assert math.isnan(got[("L=11, T=100", "cnr", "Avg")][0])  # setup not in the grid
     assert "| L=6, T=20, Otsu | miou_thr | 2-7 | 40:60 | otsu | 25.0 / 20.3 | 15.0 / 28.2 | 20.0 / 20.2 |" in md
-    assert A.reference_file() is not None  # benchmarks/reference or ../shared/reference
+    assert A.reference_file() is not None  # shipped in groundkit/assets/reference
 
 
 def test_cli_ablate_demo_on_synthetic(tmp_path):
@@ -269,7 +272,7 @@ def test_cli_ablate_demo_on_synthetic(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["ablate", "--checkpoint", "demo", "--dataset", "synthetic", "--data", str(tmp_path / "data"),
                               "--layers-grid", "all;0-2", "--timesteps-grid", "48:50", "--last-n", "1,2", "--post", "gmm,none",
-                              "--metrics", "miou_fgbg,cnr", "--limit", "2", "--device", "cpu", "-q", "--out", str(out)])
+                              "--metrics", "miou_fgbg,cnr", "--limit", "2", "--device", "cpu", "--no-progress", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "U-Net calls: 4 made" in res.output  # 2 images x 1 phrase x steps 48, 49
     assert "re-running each of the 4 windows separately = 12" in res.output

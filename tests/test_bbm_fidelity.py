@@ -12,16 +12,15 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from published_nuetzel import evaluation_space, published_bbm, published_unconditional
 
 import groundkit as gk
-from groundkit import heatmap as H
-from groundkit import postprocess as P
-from groundkit.adapters.base import LayerInfo
+from groundkit.core.types import LayerInfo
+from groundkit.engine import heatmap as H
+from groundkit.engine import postprocess as P
 from groundkit.engine import schedules
-from groundkit.maps import AttentionMaps
+from groundkit.engine.maps import AttentionMaps
 from groundkit.recipes import get_recipe
-
-from published_nuetzel import evaluation_space, published_bbm, published_unconditional
 
 PHRASE = "small left apical pneumothorax"
 

@@ -22,9 +22,13 @@ from PIL import Image
 
 import groundkit as gk
 from groundkit.bench.compare import compare
+from groundkit.bench.configs import Config
 from groundkit.bench.datasets import load_dataset
-from groundkit.bench.runner import Config, read_rows, row_key, run_benchmark, shard_samples
-from groundkit.bench.tables import build_tables, load_references, nuetzel_reference_columns, read_reference_csv
+from groundkit.bench.distributed import shard_samples
+from groundkit.bench.references import load_references, nuetzel_reference_columns, read_reference_csv
+from groundkit.bench.rows import read_rows, row_key
+from groundkit.bench.runner import run_benchmark
+from groundkit.bench.tables import build_tables
 
 RECIPE = "nuetzel2025"
 FAST = {"steps": "48:50", "tokens": "all"}  # 2 gt-noised steps; "all" tokens: no spaCy in the loop
@@ -183,7 +187,7 @@ def _fake_rows(cfg: Config, n_per_cat: int, seed: int, shift: float = 0.0, cats=
 
 
 def _config(name, protocol, **recipe_over):
-    from groundkit.protocols import get_protocol
+    from groundkit.evaluation.protocols import get_protocol
     from groundkit.recipes import get_recipe
 
     r = get_recipe("vilouras2024" if protocol == "vilouras" else "nuetzel2025").override(**recipe_over)
@@ -191,9 +195,9 @@ def _config(name, protocol, **recipe_over):
 
 
 def test_tables_reference_numbers():
-    refs = load_references(REPO / "benchmarks" / "reference")
+    refs = load_references()  # the CSVs shipped in the package
     assert set(refs) >= {"vilouras2024_table1", "nuetzel2025_table1", "nuetzel2025_table3"}
-    assert read_reference_csv(REPO / "benchmarks" / "reference" / "nuetzel2025_table1.csv")[0]["category"] == "Atelectasis"
+    assert read_reference_csv(REPO / "groundkit" / "assets" / "reference" / "nuetzel2025_table1.csv")[0]["category"] == "Atelectasis"
     vil, nue = _config("monai", "vilouras"), _config("sd", "nuetzel", bbm="linear", tokens="lexical")
     rows = _fake_rows(vil, 3, 0) + _fake_rows(nue, 3, 1) + [
         {"sample_id": "x", "checkpoint": "sd", "category": "Edema", "recipe_digest": nue.recipe_digest, "error": "boom",

@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import builders as B
 import pytest
 import torch
 
-import builders as B
-from groundkit.safeload import load_state_dict
+from groundkit.core.safeload import load_state_dict
 
 
 def _kwargs(entry: dict) -> dict:
@@ -180,7 +180,7 @@ def test_sd_tree_loads_with_diffusers(tiny_sd_cxrbert):
     sched.set_timesteps(50)
     assert sched.timesteps[0].item() == 981 and sched.timesteps[-1].item() == 1
 
-    from groundkit.adapters.cxrbert import load_cxrbert
+    from groundkit.families.text.cxrbert import load_cxrbert
 
     enc, tok = load_cxrbert(t / "text_encoder", model_max_length=77)  # finds ../tokenizer
     assert enc.config.hidden_size == unet.config.cross_attention_dim

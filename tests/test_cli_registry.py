@@ -75,7 +75,11 @@ def test_folder_config_travels_with_weights(tiny_sd_cxrbert, tmp_path):
     m = gk.load(folder)
     assert m.adapter.image_size == 256
     r = m.recipe()
-    assert r.name == "nuetzel2025-bbm" and r.steps == (40, 50)
+    # the folder's overrides make the checkpoint's own default recipe; the published name keeps its settings
+    assert r.name == "ckpt-default" and r.steps == (40, 50) and r.bbm == "mixture"
+    assert m.resolve().provenance["steps"] == "checkpoint" and m.resolve().provenance["bbm"] == "recipe"
+    assert m.recipe("nuetzel2025-bbm").steps == (10, 50)
+    assert m.resolve("nuetzel2025-bbm", steps=(45, 50)).provenance["steps"] == "user"
     (folder / "groundkit.yaml").write_text("overrides:\n  steps: 40:50\n")  # YAML 1.1: base-60 number 2450
     with pytest.raises(ValueError, match="quotes"):
         gk.load(folder).recipe()
@@ -85,7 +89,7 @@ def test_folder_config_travels_with_weights(tiny_sd_cxrbert, tmp_path):
 
 
 def test_third_party_adapter_registration(tiny_sd_cxrbert):
-    from groundkit.adapters.diffusers_sd import DiffusersSDAdapter
+    from groundkit.families.diffusers_sd.adapter import DiffusersSDAdapter
 
     class MyAdapter(DiffusersSDAdapter):
         name = "my-family"

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import groundkit as gk
-from groundkit.adapters.base import ordered_cross_attention
 from groundkit.engine import schedules
-from groundkit.engine.capture import Recorder
+from groundkit.engine.recorder import Recorder
+from groundkit.families.common import ordered_cross_attention
 
 FAST_VILOURAS = dict(grid="stride:50", steps=(3, 6))  # 20-entry grid, 3 recorded steps
 FAST_NUETZEL = dict(steps=(45, 50))

@@ -1,4 +1,4 @@
-"""groundkit.adapters.cxrbert: CXR-BERT-specialized / plain BERT without remote code."""
+"""groundkit.families.text.cxrbert: CXR-BERT-specialized / plain BERT without remote code."""
 from __future__ import annotations
 
 import json
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders import build_cxrbert_folder, build_plain_bert_folder, cxrbert_state_dict, wordpiece_vocab
 from safetensors.torch import save_file
 
-from builders import build_cxrbert_folder, build_plain_bert_folder, cxrbert_state_dict, wordpiece_vocab
-from groundkit.adapters.cxrbert import CXRBertModel, build_bert_config, load_cxrbert, load_wordpiece_tokenizer
-from groundkit.safeload import CheckpointMismatchError
+from groundkit.core.safeload import CheckpointMismatchError
+from groundkit.families.text.cxrbert import CXRBertModel, build_bert_config, load_cxrbert, load_wordpiece_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -195,7 +195,7 @@ def test_safetensors_without_tied_copies_or_position_ids(tmp_path):
 
 def test_untied_decoder_does_not_overwrite_embeddings(tmp_path):
     folder = build_cxrbert_folder(tmp_path / "cxr", weights="safetensors")
-    from groundkit.safeload import load_state_dict
+    from groundkit.core.safeload import load_state_dict
 
     sd = load_state_dict(folder / "model.safetensors")
     sd["cls.predictions.decoder.weight"] = torch.randn_like(sd["cls.predictions.decoder.weight"])
@@ -211,7 +211,7 @@ def test_plain_bert_folder(tmp_path, bare_keys):
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["model_type"] == "bert"
     enc, tok = load_cxrbert(folder, "cpu", torch.float32)
-    from groundkit.safeload import load_state_dict
+    from groundkit.core.safeload import load_state_dict
 
     sd = load_state_dict(folder / "model.safetensors")
     assert any(k.startswith("embeddings.") for k in sd) == bare_keys

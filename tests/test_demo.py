@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 import groundkit as gk
-from groundkit.bench.baselines import baseline_row
 from groundkit.cli import app
 from groundkit.data import synthetic
+from groundkit.evaluation.baselines import baseline_row
 
 N_SAMPLES = 16  # two per category; Pneumothorax, the demo's failure case (TRAINING.md), included
 

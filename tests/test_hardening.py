@@ -10,16 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from test_loading_errors import _edit_json, _malicious
 
 import groundkit as gk
-from groundkit.safeload import CheckpointError, UnsafeCheckpointError
-
-from test_loading_errors import _edit_json, _malicious
+from groundkit.core.safeload import CheckpointError, UnsafeCheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
 

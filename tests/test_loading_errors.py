@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import groundkit as gk
+from groundkit.core.safeload import CheckpointError, CheckpointMismatchError, UnsafeCheckpointError
 from groundkit.registry import CheckpointConfigError, load_checkpoints
-from groundkit.safeload import CheckpointError, CheckpointMismatchError, UnsafeCheckpointError
 
 PACKAGE = Path(gk.__file__).resolve().parent
 MAX_LINES = 15  # an error message, not a dump of every mismatching tensor
@@ -418,7 +418,7 @@ def test_every_torch_load_is_weights_only():
                            and _dict_literal_sets(tree, kw.value.id, "weights_only") for kw in node.keywords)
             if not (literal or via_dict):
                 offenders.append(where)
-    assert calls, "expected groundkit.safeload to call torch.load"
+    assert calls, "expected groundkit.core.safeload to call torch.load"
     assert not offenders, f"torch.load without weights_only=True at {offenders}"
 
 

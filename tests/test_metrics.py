@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from groundkit import metrics as M
+from groundkit.evaluation import metrics as M
 
 NAN = np.nan
 BOX = [(1, 1, 2, 2)]  # rows 1:3, cols 1:3 of a 4x4 grid

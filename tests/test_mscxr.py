@@ -3,9 +3,9 @@ import os
 
 import pytest
 
+from groundkit.core.geometry import Geometry
 from groundkit.data import mscxr
 from groundkit.data.mscxr import Sample, drop_cropped_boxes, load
-from groundkit.geometry import Geometry
 
 V10 = ["dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height"]
 V11 = V10 + ["split"]

@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from groundkit import postprocess as P
-from groundkit.geometry import Geometry
+from groundkit.core import geometry as G
+from groundkit.core.geometry import Geometry
+from groundkit.engine import postprocess as P
 
 NAN = np.nan
 
@@ -289,34 +290,34 @@ def test_bbm_matrix_map_is_8_bit_as_published():
 def test_nearest_indices_match_torch_float32(n_in, n_out):
     x = torch.arange(n_in, dtype=torch.float32)[None, None, None, :]
     ref = F.interpolate(x, size=(1, n_out), mode="nearest")[0, 0, 0].long().numpy()
-    np.testing.assert_array_equal(P.nearest_indices(n_in, n_out), ref)
+    np.testing.assert_array_equal(G.nearest_indices(n_in, n_out), ref)
 
 
 def test_nearest_indices_float32_rounding_case():
     # 1528 * 6/3056 is exactly 3, but float32(6/3056) * 1528 < 3: torch (float32) picks 2
-    assert P.nearest_indices(6, 3056)[1528] == 2
+    assert G.nearest_indices(6, 3056)[1528] == 2
 
 
 def test_resize_bilinear_hand_computed():
-    out = P.resize(np.array([[0.0, 1.0], [2.0, 3.0]]), 4)
+    out = G.resize(np.array([[0.0, 1.0], [2.0, 3.0]]), 4)
     c = np.array([0.0, 0.25, 0.75, 1.0])  # align_corners=False, edge-clamped
     np.testing.assert_allclose(out, c[None, :] + 2 * c[:, None], atol=1e-15)
 
 
 def test_resize_nearest_and_shape_and_errors():
     h = np.arange(6.0).reshape(2, 3)
-    out = P.resize(h, (4, 3), mode="nearest")
+    out = G.resize(h, (4, 3), mode="nearest")
     np.testing.assert_array_equal(out, [[0, 1, 2], [0, 1, 2], [3, 4, 5], [3, 4, 5]])
     with pytest.raises(ValueError):
-        P.resize(h, 4, mode="bicubic")
+        G.resize(h, 4, mode="bicubic")
     with pytest.raises(ValueError):
-        P.resize(h, (0, 3))
+        G.resize(h, (0, 3))
 
 
 def test_to_original_landscape_pads_nan_left_right():
     g = Geometry(orig_h=6, orig_w=10, size=4)  # short 6, crop cut 2 columns each side
     h = np.arange(16.0).reshape(4, 4) / 15
-    out = P.to_original(h, g)
+    out = G.to_original(h, g)
     assert out.shape == (6, 10)
     assert np.isnan(out[:, :2]).all() and np.isnan(out[:, 8:]).all()
     idx = [0, 0, 1, 2, 2, 3]  # floor(dst * 4/6)
@@ -326,11 +327,11 @@ def test_to_original_landscape_pads_nan_left_right():
 def test_to_original_portrait_uneven_padding_and_mask():
     g = Geometry(orig_h=9, orig_w=6, size=3)  # dh = 3 -> 1 row on top, 2 at the bottom
     h = np.array([[0.0, 0.5, 1.0], [0.2, 0.4, 0.6], [0.9, 0.8, 0.7]])
-    out = P.to_original(h, g)
+    out = G.to_original(h, g)
     assert out.shape == (9, 6)
     assert np.isnan(out[0]).all() and np.isnan(out[7:]).all() and not np.isnan(out[1:7]).any()
     np.testing.assert_array_equal(out[1:7], np.repeat(np.repeat(h, 2, axis=0), 2, axis=1))
-    m = P.to_original(h > 0.55, g)
+    m = G.to_original(h > 0.55, g)
     assert m.dtype == bool and m.shape == (9, 6)
     assert not m[0].any() and not m[7:].any()
     np.testing.assert_array_equal(m[1:7], np.repeat(np.repeat(h > 0.55, 2, axis=0), 2, axis=1))
@@ -338,6 +339,6 @@ def test_to_original_portrait_uneven_padding_and_mask():
 
 def test_to_original_rejects_wrong_shape():
     with pytest.raises(ValueError, match="crop size"):
-        P.to_original(np.zeros((4, 5)), Geometry(6, 10, 4))
+        G.to_original(np.zeros((4, 5)), Geometry(6, 10, 4))
     with pytest.raises(ValueError):
-        P.to_original(np.zeros((4, 4)), (6, 10, 4))
+        G.to_original(np.zeros((4, 4)), (6, 10, 4))

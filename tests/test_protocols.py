@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from groundkit import metrics as M
-from groundkit.geometry import Geometry
-from groundkit.protocols import (
+from groundkit.core.geometry import Geometry
+from groundkit.evaluation import metrics as M
+from groundkit.evaluation.protocols import (
     CATEGORIES,
     NuetzelProtocol,
     VilourasProtocol,

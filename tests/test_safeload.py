@@ -1,4 +1,4 @@
-"""groundkit.safeload: weights_only loading, clear errors, key checks."""
+"""groundkit.core.safeload: weights_only loading, clear errors, key checks."""
 from __future__ import annotations
 
 import builtins
@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from groundkit.safeload import (
+from groundkit.core.safeload import (
     CheckpointError,
     CheckpointMismatchError,
     UnsafeCheckpointError,
@@ -48,7 +48,7 @@ class _CustomObject:
         self.x = 1
 
 
-def _sd(seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
+def _sd(seed: int = 0) -> OrderedDict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return OrderedDict(
         [("layer.weight", torch.randn(4, 3, generator=g)), ("layer.bias", torch.randn(4, generator=g)),

@@ -6,9 +6,9 @@ import csv
 import numpy as np
 
 from groundkit.bench.datasets import load_dataset
+from groundkit.core.categories import CATEGORIES
 from groundkit.data import synthetic
 from groundkit.data.images import load_image
-from groundkit.protocols import CATEGORIES
 
 OFFICIAL_V11 = ["dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height", "split"]
 

@@ -8,8 +8,9 @@ import re
 import pytest
 import torch
 
-from groundkit import tokens as T
-from groundkit.adapters.base import TextBatch
+from groundkit.core.types import TextBatch
+from groundkit.engine import lexical as L
+from groundkit.engine import tokens as T
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ def test_function_word_backend_matches_hand_labels(phrase, expected):
 
 def _spacy_available() -> bool:
     try:
-        return T._spacy_pipeline() is not None
+        return L.spacy_pipeline() is not None
     except Exception:
         return False
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from builders import (
     CLIP_TEXT_FULL,
     CXRBERT_FULL,
@@ -30,13 +29,13 @@ from builders import (
     build_clip_tokenizer_files,
     wordpiece_vocab,
 )
-from groundkit.safeload import check_keys
+
+from groundkit.core.safeload import check_keys
+from groundkit.core.weightfiles import file_shapes, read_safetensors_header
+from groundkit.families.monai_ldm.bundle import networks_on_meta as monai_networks_on_meta
+from groundkit.families.monai_ldm.keys import convert_old_monai_keys
+from groundkit.families.text.clip import normalize_clip_keys
 from groundkit.verify import (
-    convert_old_monai_keys,
-    file_shapes,
-    monai_networks_on_meta,
-    normalize_clip_keys,
-    read_safetensors_header,
     verify_checkpoint,
 )
 
@@ -85,14 +84,14 @@ def test_tiny_sd_tree_verifies(tiny_sd_cxrbert):
 def test_shipped_demo_checkpoint_verifies_by_name():
     r = verify_checkpoint("demo")
     assert r.ok, r.text()
-    assert any(c.item == "vae/" and "identity" in c.detail for c in r.checks)
+    assert any(c.item == "VAE" and "identity" in c.detail for c in r.checks)
 
 
 def test_old_monai_renames_match_monai_load_old_state_dict(tiny_monai_bundle, capsys):
     """The pure rename gives exactly the tensors MONAI's load_old_state_dict puts in each parameter."""
     from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
 
-    from groundkit.safeload import load_state_dict
+    from groundkit.core.safeload import load_state_dict
 
     nets = monai_networks_on_meta(tiny_monai_bundle / "configs" / "inference.json")
     cfg = json.loads((tiny_monai_bundle / "configs" / "inference.json").read_text())
@@ -238,10 +237,29 @@ def test_missing_files_say_what_to_download_from_where(tiny_sd_cxrbert, tmp_path
     assert not r.ok
     assert set(r.missing) == {"extra/notes.txt", "vae/config.json", "vae/diffusion_pytorch_model.safetensors"}
     text = r.text()
-    assert "to download:" in text
-    assert "vae/config.json, vae/diffusion_pytorch_model.safetensors: vae/ of stable-diffusion-v1-5" in text
-    assert "source: SD 1.5 + the G2G release" in text
+    assert "[MISSING] vae/config.json: vae/ of stable-diffusion-v1-5" in text
+    assert "to obtain them:\n  SD 1.5 + the G2G release" in text
     assert text.count("[MISSING]") == 3
+    assert "result: 3 file(s) missing" in text
+
+
+def test_missing_named_checkpoint_lists_each_file_once_with_the_resolved_home(tmp_path, monkeypatch):
+    """No folder at all: one line per missing file, the home folder resolved (GROUNDKIT_HOME unset), and the
+    source's commands with that folder in them, ready to copy."""
+    monkeypatch.delenv("GROUNDKIT_HOME", raising=False)
+    f = tmp_path / "c.yaml"
+    f.write_text(f"home: {tmp_path / 'home'}\ncheckpoints:\n  zoo:\n    adapter: monai-ldm\n    path: zoo_bundle\n"
+                 "    recipe: vilouras2024\n    files: [configs/inference.json, models/autoencoder.pth]\n"
+                 "    source: python -m monai.bundle download zoo --bundle_dir $GROUNDKIT_HOME\n")
+    r = verify_checkpoint("zoo", checkpoints_file=f)
+    text = r.text()
+    missing_lines = [ln for ln in text.splitlines() if "[MISSING]" in ln]
+    items = [ln.split("[MISSING]")[1].split(":")[0].strip() for ln in missing_lines]
+    assert len(items) == len(set(items)), text  # nothing listed twice
+    assert {"configs/inference.json", "models/autoencoder.pth", "models/diffusion_model.pth"} <= set(items)
+    assert "$GROUNDKIT_HOME" not in text
+    assert f"--bundle_dir {tmp_path / 'home'}" in text and f"home:   {tmp_path / 'home'}" in text
+    assert f"result: {len(items)} file(s) missing" in text
 
 
 def test_named_checkpoint_without_its_folder(tmp_path):
@@ -278,7 +296,7 @@ def test_cli_checkpoints_verify(tiny_monai_bundle, tmp_path):
     (b / "models" / "autoencoder.pth").unlink()
     bad = runner.invoke(app, ["checkpoints", "verify", "mine", "--checkpoints-file", str(f), "--no-deep"])
     assert bad.exit_code == 1
-    assert "[MISSING] models/autoencoder.pth" in bad.output and "source: zoo" in bad.output
+    assert "[MISSING] models/autoencoder.pth" in bad.output and "to obtain them:\n  zoo" in bad.output
 
 
 # ----------------------------------------------------------------------------------------------

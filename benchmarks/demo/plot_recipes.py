@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from groundkit import viz  # noqa: E402
+from groundkit import viz
 
 
 def main() -> None:

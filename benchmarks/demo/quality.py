@@ -14,14 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import groundkit as gk  # noqa: E402
-from groundkit.data import synthetic  # noqa: E402
-from groundkit.bench.baselines import baseline_row  # noqa: E402
-from groundkit.protocols import CATEGORIES, aggregate  # noqa: E402
+import groundkit as gk
+from groundkit.core.categories import CATEGORIES
+from groundkit.data import synthetic
+from groundkit.evaluation.baselines import baseline_row
+from groundkit.evaluation.protocols import aggregate
 
 RECIPES = {"vilouras": "vilouras2024", "nuetzel": "nuetzel2025"}
 METRICS = {"vilouras": ["miou_thr", "cnr", "cnr_abs", "auroc_binned5"], "nuetzel": ["miou_fgbg", "cnr", "top1", "auroc"]}
@@ -58,7 +58,8 @@ def main() -> None:
     summary = {}
     for proto, rname in protocols.items():
         recipe = model.recipe(rname, **overrides[proto])
-        lines += [f"## {proto} protocol (recipe {rname}: {json.dumps({k: v for k, v in recipe.to_dict().items() if k in ('mode', 'grid', 'steps', 'layers', 'tokens', 'threshold')})})", ""]
+        shown = {k: v for k, v in recipe.to_dict().items() if k in ("mode", "grid", "steps", "layers", "tokens", "threshold")}
+        lines += [f"## {proto} protocol (recipe {rname}: {json.dumps(shown)})", ""]
         cats = [c for c in CATEGORIES if any(r["category"] == c for r in rows[(proto, "demo")])]
         lines.append("| model | metric | " + " | ".join(cats) + " | macro | per-sample |")
         lines.append("|---" * (len(cats) + 4) + "|")

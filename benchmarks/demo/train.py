@@ -39,8 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from groundkit.data import synthetic  # noqa: E402
-from groundkit.data.images import save_png  # noqa: E402
+from groundkit.data import synthetic
+from groundkit.data.images import save_png
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PUNCT = list(".,;:-()/'")
@@ -205,9 +205,10 @@ def _log_to(run: Path):
 
 
 def train(run: Path, args) -> None:
-    import groundkit as gk
     from diffusers import UNet2DConditionModel
     from transformers import BertConfig, BertModel
+
+    import groundkit as gk
 
     folder = run / "folder"
     run.mkdir(parents=True, exist_ok=True)

@@ -22,10 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import groundkit as gk  # noqa: E402
-from groundkit.bench.baselines import baseline_row  # noqa: E402
-from groundkit.data import synthetic  # noqa: E402
-from groundkit.protocols import aggregate  # noqa: E402
+import groundkit as gk
+from groundkit.data import synthetic
+from groundkit.evaluation.baselines import baseline_row
+from groundkit.evaluation.protocols import aggregate
 
 VALIDATION_SEED = 77
 LATERAL = ("Consolidation", "Pneumonia", "Lung Opacity", "Atelectasis", "Pleural Effusion", "Pneumothorax")

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..protocols import CATEGORIES
-from .runner import Config, load_run, metric_value, read_dir_rows
-from .runner import _merge_configs  # noqa: PLC2701 - same package
+from groundkit.bench.configs import Config, merge_configs
+from groundkit.bench.rows import load_run, metric_value, read_dir_rows
+from groundkit.core.categories import ordered
 
 __all__ = ["Comparison", "compare", "select_config", "paired_bootstrap"]
 
@@ -78,7 +78,7 @@ def paired_bootstrap(diffs: np.ndarray, n_boot: int, rng: np.random.Generator) -
 
 def _configs(out_dir: Path) -> list[Config]:
     run = load_run(out_dir)
-    return _merge_configs(run.get("configs", []), [])
+    return merge_configs(run.get("configs", []), [])
 
 
 def select_config(out_dir: str | Path, name: str | None = None, exclude: Config | None = None) -> Config:
@@ -134,7 +134,7 @@ def compare(dir_a: str | Path, dir_b: str | Path, checkpoint_a: str | None = Non
                 va, vb = by_cat.setdefault(rows_a[sid]["category"], ([], []))
                 va.append(a)
                 vb.append(b)
-        cats = [c for c in CATEGORIES if c in by_cat] + sorted(c for c in by_cat if c not in CATEGORIES)
+        cats = ordered(by_cat)
         boots, means_a, means_b, counts = [], [], [], []
         for c in cats:
             a, b = np.array(by_cat[c][0]), np.array(by_cat[c][1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import mscxr
+from groundkit.data import mscxr
 
 SYNTHETIC_CSV = "MS_CXR_Local_Alignment_synthetic.csv"
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .runner import Config, metric_value
+from groundkit.bench.configs import Config
+from groundkit.bench.rows import metric_value
 
 __all__ = ["MAIN_METRIC", "GalleryItem", "select_gallery", "build_gallery", "write_report"]
 
@@ -55,10 +56,10 @@ def select_gallery(rows: Sequence[Mapping], cfg: Config, metric: str | None = No
     for r in rows:
         if cfg.owns(r) and not r.get("error") and math.isfinite(metric_value(r, metric)):
             by_cat.setdefault(r["category"], []).append(dict(r))
-    from ..protocols import CATEGORIES
+    from groundkit.core.categories import ordered
 
     out = []
-    for cat in [c for c in CATEGORIES if c in by_cat] + sorted(c for c in by_cat if c not in CATEGORIES):
+    for cat in ordered(by_cat):
         ordered = sorted(by_cat[cat], key=lambda r: (metric_value(r, metric), r["sample_id"]))
         picks = {"best": ordered[-1], "worst": ordered[0], "median": ordered[(len(ordered) - 1) // 2]}
         seen, chosen = set(), {}
@@ -73,8 +74,8 @@ def select_gallery(rows: Sequence[Mapping], cfg: Config, metric: str | None = No
 def build_gallery(out_dir: str | Path, rows: Sequence[Mapping], plans: Sequence[Any], load_model: Callable[[Any], Any],
                   max_side: int = 320) -> list[GalleryItem]:
     """Re-ground the selected samples of every plan (runner._Plan) and draw their overlays."""
-    from .. import viz
-    from .runner import _group_by_image
+    from groundkit import viz
+    from groundkit.bench.distributed import group_by_image
 
     items: list[GalleryItem] = []
     for plan in plans:
@@ -102,16 +103,16 @@ def build_gallery(out_dir: str | Path, rows: Sequence[Mapping], plans: Sequence[
                 old.unlink()
             model = load_model(plan)
 
-            class _S:  # what _group_by_image needs
+            class _S:  # what group_by_image needs
                 def __init__(self, row):
                     self.image_path, self.row = row["image"], row
 
-            for group in _group_by_image([_S(r) for _, _, r in picks]).values():
+            for group in group_by_image([_S(r) for _, _, r in picks]).values():
                 rs = list({s.row["sample_id"]: s.row for s in group}.values())
                 try:
                     gs = model.ground_many(rs[0]["image"], [r["phrase"] for r in rs], plan.recipe,
                                            categories=[r["category"] for r in rs])
-                except Exception as e:  # noqa: BLE001 - the gallery is illustration; the rows stand
+                except Exception as e:
                     errors.update({r["sample_id"]: f"{type(e).__name__}: {e}" for r in rs})
                     continue
                 for r, g in zip(rs, gs):
@@ -163,7 +164,7 @@ def _png_data(path_or_image) -> str:
 
 
 def _charts(out: Path, tables) -> list[str]:
-    from .. import viz
+    from groundkit import viz
 
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for b in tables.bars:

@@ -14,35 +14,30 @@
   with the differing fields, and a column that is only the nearest published one says so.
 - "All metrics": every protocol metric per category for every config.
 
-Published numbers are read from ``benchmarks/reference/*.csv`` ('#' lines are comments); set
-GROUNDKIT_REFERENCE_DIR or pass ``reference_dir`` to use another copy. Errored rows are left out
+Published numbers come from :mod:`groundkit.bench.references` (shipped CSVs; GROUNDKIT_REFERENCE_DIR or
+``reference_dir`` for another copy). Errored rows are left out
 of every mean (and counted in the notes).
 """
 from __future__ import annotations
 
 import csv
 import html
-import io
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..protocols import CATEGORIES, Aggregate, aggregate
-from .runner import Config, metric_value
+from groundkit.bench.configs import Config
+from groundkit.bench.references import load_references, nuetzel_reference_columns, recipe_differences
+from groundkit.bench.rows import metric_value
+from groundkit.core.categories import CATEGORIES, NUETZEL_ORDER, VILOURAS_ORDER
+from groundkit.evaluation.protocols import Aggregate, aggregate
 
-__all__ = ["Section", "Tables", "build_tables", "write_tables", "read_reference_csv", "load_references",
-           "default_reference_dir", "nuetzel_reference_columns", "recipe_differences",
-           "VILOURAS_ORDER", "NUETZEL_ORDER"]
+__all__ = ["Section", "Tables", "build_tables", "write_tables", "VILOURAS_ORDER", "NUETZEL_ORDER"]
 
-VILOURAS_ORDER = ("Pneumonia", "Pneumothorax", "Consolidation", "Atelectasis", "Edema", "Cardiomegaly",
-                  "Lung Opacity", "Pleural Effusion")
-NUETZEL_ORDER = ("Atelectasis", "Cardiomegaly", "Consolidation", "Lung Opacity", "Edema", "Pneumonia",
-                 "Pneumothorax", "Pleural Effusion")
 # (metric, label in the paper, scale to the paper's unit, format)
 VILOURAS_METRICS = (("cnr_abs", "|CNR|", 1.0, "{:.2f}"), ("cnr", "CNR", 1.0, "{:.2f}"),
                     ("miou_thr", "mIoU (%)", 100.0, "{:.1f}"), ("auroc_binned5", "AUC-ROC (%)", 100.0, "{:.1f}"))
@@ -52,81 +47,6 @@ WEIGHTED = "Weighted Avg. (squared counts)"
 PER_SAMPLE = "Per-sample mean"
 MACRO = "Macro mean"
 DASH = "—"
-
-
-# --------------------------------------------------------------------------------------------
-# reference numbers
-# --------------------------------------------------------------------------------------------
-def default_reference_dir() -> Path | None:
-    env = os.environ.get("GROUNDKIT_REFERENCE_DIR")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2] / "benchmarks" / "reference"
-    return repo if repo.is_dir() else None
-
-
-def _num(v: str) -> Any:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return v
-
-
-def read_reference_csv(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a reference CSV; lines starting with '#' are comments; numbers become floats."""
-    lines = [ln for ln in Path(path).read_text(encoding="utf-8").splitlines() if not ln.lstrip().startswith("#")]
-    return [{k.strip(): _num(v.strip()) for k, v in row.items()} for row in csv.DictReader(io.StringIO("\n".join(lines)))]
-
-
-def load_references(reference_dir: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:
-    """{file stem: rows} of every CSV in the reference folder ({} when there is none)."""
-    d = Path(reference_dir) if reference_dir is not None else default_reference_dir()
-    if d is None or not d.is_dir():
-        return {}
-    return {p.stem: read_reference_csv(p) for p in sorted(d.glob("*.csv"))}
-
-
-def recipe_differences(recipe: Mapping[str, Any], published: str, ignore: Sequence[str] = ()) -> list[str]:
-    """Fields (``name=value``) where a resolved recipe differs from a published recipe."""
-    from ..recipes import get_recipe
-
-    ref = get_recipe(published).to_dict()
-    skip = {"name", "batch_size", "seed", *ignore}
-    out = []
-    for k, v in recipe.items():
-        if k in skip or k not in ref:
-            continue
-        a = list(v) if isinstance(v, (list, tuple)) else v
-        b = list(ref[k]) if isinstance(ref[k], (list, tuple)) else ref[k]
-        if a != b:
-            out.append(f"{k}={_fmt_field(v)} (published {_fmt_field(ref[k])})")
-    return out
-
-
-def _fmt_field(v: Any) -> str:
-    if isinstance(v, (list, tuple)):
-        return ",".join(map(str, v)) if len(v) != 2 else f"{v[0]}:{v[1]}"
-    return str(v)
-
-
-def nuetzel_reference_columns(recipe: Mapping[str, Any]) -> dict[str, tuple[str, bool, str]]:
-    """Which published column a Nützel-protocol recipe is compared with:
-    {"nuetzel2025_table1" | "nuetzel2025_table3": (column prefix, exact match?, note)}."""
-    bbm, tokens = recipe.get("bbm"), recipe.get("tokens")
-    out: dict[str, tuple[str, bool, str]] = {}
-    if bbm is None:
-        out["nuetzel2025_table1"] = ("CXR-BERT_LDM", tokens == "lexical",
-                                     "" if tokens == "lexical" else f"published uses tokens=lexical, this recipe tokens={tokens}")
-        if tokens in ("disease", "lexical"):
-            out["nuetzel2025_table3"] = (f"{tokens}_filter", True, "")
-        else:
-            out["nuetzel2025_table3"] = ("lexical_filter", False, f"no published column for tokens={tokens}")
-    else:
-        note = [] if tokens == "lexical" else [f"published uses tokens=lexical, this recipe tokens={tokens}"]
-        t1_note = note + ([] if bbm == "mixture" else [f"Table 1's BBM is the mixture variant, this recipe bbm={bbm}"])
-        out["nuetzel2025_table1"] = ("CXR-BERT_LDM+BBM", not t1_note, "; ".join(t1_note))
-        out["nuetzel2025_table3"] = (f"bbm_{bbm}", not note, "; ".join(note))
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,7 +150,7 @@ def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_d
         "Every number below is labelled by protocol; the Vilouras and Nützel protocols compute different metric "
         "variants (SPEC section 6) and are never mixed. Failed samples are left out of every mean.",
         "Published numbers: " + (", ".join(f"{k}.csv" for k in refs) if refs else
-                                 "not found (benchmarks/reference/ or GROUNDKIT_REFERENCE_DIR)") + "."], level=2)]
+                                 "not found (groundkit/assets/reference/ or GROUNDKIT_REFERENCE_DIR)") + "."], level=2)]
     csvs: dict[str, list[dict[str, Any]]] = {}
     aggs: dict[str, Aggregate] = {}
     bars: list[dict[str, Any]] = []
@@ -329,7 +249,8 @@ def _nuetzel_tables(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
             col, exact, why = nuetzel_reference_columns(cfg.recipe)[table]
             base = "nuetzel2025-bbm" if cfg.recipe.get("bbm") else "nuetzel2025"
             diffs = recipe_differences(cfg.recipe, base, ignore=("bbm", "tokens"))
-            notes = ["Nützel protocol: evaluated in the model's center-crop space (512x512 for the published checkpoints); mIoU = miou_fgbg (mean of foreground and background "
+            notes = ["Nützel protocol: evaluated in the model's center-crop space (512x512 for the published checkpoints); "
+                     "mIoU = miou_fgbg (mean of foreground and background "
                      "IoU, GMM mask), CNR = signed cnr (unbiased variances, min-max map). "
                      f"'{WEIGHTED}' = class means weighted by n_c² as published; '{PER_SAMPLE}' and '{MACRO}' are ours only.",
                      f"{cfg.label}: recipe {cfg.recipe.get('name')} (digest {cfg.recipe_digest}, tokens={cfg.recipe.get('tokens')}, "

@@ -21,7 +21,7 @@ class WriteError(OSError):
     """A file could not be written; the message names it and what is safe."""
 
 
-def _explain(path: Path, exc: OSError, append: bool = False) -> WriteError:
+def explain_os_error(path: Path, exc: OSError, append: bool = False) -> WriteError:
     why = exc.strerror or str(exc)
     if exc.errno == errno.ENOSPC:
         msg = (f"could not write {path}: no space left on device; what was written before is complete and kept "
@@ -52,7 +52,13 @@ def clean_json(value: Any) -> Any:
         return v if math.isfinite(v) else None
     if isinstance(value, Path):
         return str(value)
-    return value
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return clean_json(asdict(value))
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -70,7 +76,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             tmp.unlink()
         except OSError:
             pass
-        raise _explain(path, exc, append=False) from None
+        raise explain_os_error(path, exc, append=False) from None
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> None:
@@ -90,7 +96,7 @@ class AppendWriter:
         try:
             self.fh = open(self.path, "a", encoding="utf-8")
         except OSError as exc:
-            raise _explain(self.path, exc, append=True) from None
+            raise explain_os_error(self.path, exc, append=True) from None
 
     def write(self, row: dict) -> None:
         try:
@@ -98,7 +104,7 @@ class AppendWriter:
             self.fh.flush()
             os.fsync(self.fh.fileno())
         except OSError as exc:
-            raise _explain(self.path, exc, append=True) from None
+            raise explain_os_error(self.path, exc, append=True) from None
 
     def close(self) -> None:
         try:
@@ -116,5 +122,32 @@ def ensure_dir(path: str | os.PathLike) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise _explain(path, exc, append=False) from None
+        raise explain_os_error(path, exc, append=False) from None
     return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading: one rule for every JSON and YAML file groundkit reads
+
+
+def _read(path: str | os.PathLike, what: str, kind: str, parse, errors: tuple[type[BaseException], ...]) -> Any:
+    path = Path(path)
+    suffix = f" ({what})" if what else ""
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing{suffix}") from None
+    except (*errors, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid {kind}{suffix} ({e})") from None
+
+
+def read_json(path: str | os.PathLike, what: str = "") -> Any:
+    """Parse a JSON file; a missing or malformed file is an error that names it (and ``what`` it should be)."""
+    return _read(path, what, "JSON", json.loads, (json.JSONDecodeError,))
+
+
+def read_yaml(path: str | os.PathLike, what: str = "") -> Any:
+    """Parse a YAML file with the safe loader only (no tags, no objects); errors name the file."""
+    import yaml
+
+    return _read(path, what, "YAML", yaml.safe_load, (yaml.YAMLError,))

@@ -131,7 +131,7 @@ def _load_dicom(path: Path) -> np.ndarray:
 
         ds = pydicom.dcmread(str(path))
         px = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - report any reader failure uniformly
+    except Exception as exc:
         raise ValueError(f"cannot read DICOM file {path}: {exc}") from exc
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()

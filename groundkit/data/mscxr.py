@@ -22,8 +22,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..geometry import Geometry
-from ..protocols import CATEGORIES
+from groundkit.core.categories import CATEGORIES, ordered
+from groundkit.core.geometry import Geometry
 
 __all__ = ["Sample", "LoadReport", "MSCXR", "load", "drop_cropped_boxes", "CATEGORIES"]
 
@@ -96,7 +96,7 @@ class MSCXR(Sequence):
 
     def categories(self) -> tuple[str, ...]:
         present = {s.category for s in self.samples}
-        return tuple(c for c in CATEGORIES if c in present)
+        return tuple(ordered(present))
 
     def by_category(self, category: str) -> list[Sample]:
         return [s for s in self.samples if s.category == category]

@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 from scipy import ndimage
 
-from ..protocols import CATEGORIES
+from groundkit.core.categories import CATEGORIES
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "anatomy" / "frontal_cxr.npz"
 CSV_NAME = "MS_CXR_Local_Alignment_synthetic.csv"
@@ -132,13 +132,27 @@ def _side_mask(masks, side: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ one image
-def render(rng: np.random.Generator, size: int, category: str | None = None, with_finding: bool = True):
-    """(image (H, W) float32 in [0, 1], Finding). ``with_finding=False`` renders the same draw without it."""
+@dataclass
+class _Canvas:
+    """One drawn chest: image, anatomy masks and what the finding adds, plus the draw's side and severity."""
+
+    img: np.ndarray
+    masks: np.ndarray
+    h: int
+    w: int
+    size: int
+    side: str
+    sevk: str
+    scale: float
+    add: np.ndarray
+    boxes: list
+
+
+def _chest(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The anatomy under a random aspect ratio and affine jitter (rotation, scale, shift), image and labels alike."""
     base, lab = _anatomy()
-    category = category or CATEGORIES[rng.integers(len(CATEGORIES))]
     aspect = float(rng.choice([1.0, 1.0, rng.uniform(1.05, 1.25), 1 / rng.uniform(1.05, 1.25)]))
     h, w = (size, int(round(size * aspect))) if aspect >= 1 else (int(round(size / aspect)), size)
-    # global affine jitter (rotation, scale, shift), the same for image and labels
     ang, sc = np.deg2rad(rng.uniform(-4, 4)), rng.uniform(0.92, 1.08)
     shift = rng.uniform(-0.04, 0.04, 2)
     H0, W0 = base.shape
@@ -149,94 +163,119 @@ def render(rng: np.random.Generator, size: int, category: str | None = None, wit
     offset = np.array([H0 / 2, W0 / 2]) + shift * np.array([H0, W0]) - matrix @ center_out
     img = ndimage.affine_transform(base, matrix, offset=offset, output_shape=(h, w), order=1, mode="nearest")
     masks = np.stack([ndimage.affine_transform(m.astype(np.float32), matrix, offset=offset, output_shape=(h, w), order=1) > 0.5 for m in lab])
-    img = np.clip(img ** rng.uniform(0.85, 1.15), 0, 1)
-    add = np.zeros((h, w), np.float32)
+    return np.clip(img ** rng.uniform(0.85, 1.15), 0, 1), masks, h, w
+
+
+def _draw_airspace(rng, c: _Canvas, category: str) -> str:
+    zones = ["upper", "lower"] + (["middle"] if c.side == "right" else [])
+    zone = zones[rng.integers(len(zones))]
+    lobe = c.masks[LOBES[(c.side, zone)]]
+    cy, cx = _point_in(rng, lobe, (0.2, 0.8))
+    r = c.size * rng.uniform(0.06, 0.10) * c.scale
+    blob = _smooth_blob(rng, (c.h, c.w), (cy, cx), (r * rng.uniform(0.8, 1.2), r * rng.uniform(0.8, 1.2)))
+    blob *= ndimage.gaussian_filter(_side_mask(c.masks, c.side).astype(np.float32), 2)
+    c.add += blob * rng.uniform(0.30, 0.45) * (0.8 if category == "Lung Opacity" else 1.0)
+    c.boxes.append(_bbox(blob > 0.15))
+    return _phrase(rng, category, c.side, zone, c.sevk)
+
+
+def _draw_atelectasis(rng, c: _Canvas, category: str) -> str:
+    lobe = c.masks[LOBES[(c.side, "lower")]]
+    cy, cx = _point_in(rng, lobe, (0.25, 0.65))
+    length, width = c.size * rng.uniform(0.10, 0.16) * c.scale, c.size * rng.uniform(0.012, 0.022)
+    yy, xx = np.mgrid[:c.h, :c.w].astype(np.float32)
+    a = np.deg2rad(rng.uniform(-20, 20))
+    u = (xx - cx) * np.cos(a) + (yy - cy) * np.sin(a)
+    v = -(xx - cx) * np.sin(a) + (yy - cy) * np.cos(a)
+    band = np.clip(1 - (u / length) ** 2 - (v / width) ** 2, 0, 1) ** 0.5
+    band = ndimage.gaussian_filter(band, 1.0) * _side_mask(c.masks, c.side)
+    c.add += band * rng.uniform(0.35, 0.5)
+    c.boxes.append(_bbox(band > 0.1))
+    return _phrase(rng, category, c.side, "lower", c.sevk)
+
+
+def _draw_edema(rng, c: _Canvas, category: str) -> str:
+    for s in ("left", "right"):
+        lung = _side_mask(c.masks, s)
+        ys, xs = np.nonzero(lung)
+        cy = int(np.quantile(ys, 0.45))
+        cx = int(np.quantile(xs, 0.2 if s == "left" else 0.8))  # medial = towards the image centre
+        r = c.size * rng.uniform(0.09, 0.12) * c.scale
+        blob = _smooth_blob(rng, (c.h, c.w), (cy, cx), (r * 1.3, r), roughness=0.6) * ndimage.gaussian_filter(lung.astype(np.float32), 2)
+        c.add += blob * rng.uniform(0.2, 0.3)
+        c.boxes.append(_bbox(blob > 0.15))
+    return _phrase(rng, category, sev=c.sevk)
+
+
+def _draw_cardiomegaly(rng, c: _Canvas, category: str) -> str:
+    heart = c.masks[HEART]
+    cy, cx = ndimage.center_of_mass(heart)
+    f = rng.uniform(1.2, 1.4) * (0.9 + 0.1 * c.scale)
+    yy, xx = np.mgrid[:c.h, :c.w].astype(np.float32)
+    big = ndimage.map_coordinates(heart.astype(np.float32), [cy + (yy - cy) / f, cx + (xx - cx) / (f * 1.1)], order=1) > 0.5
+    soft_big = ndimage.gaussian_filter(big.astype(np.float32), 3.0)
+    soft_heart = ndimage.gaussian_filter(heart.astype(np.float32), 3.0)
+    c.add += soft_big * (1 - 0.5 * soft_heart) * rng.uniform(0.25, 0.35)
+    c.boxes.append(_bbox(soft_big > 0.5))
+    return _phrase(rng, category, sev=c.sevk)
+
+
+def _draw_effusion(rng, c: _Canvas, category: str) -> str:
+    lung = _side_mask(c.masks, c.side)
+    ys, xs = np.nonzero(lung)
+    bottom = np.quantile(ys, 0.99)
+    height = (bottom - ys.min()) * rng.uniform(0.15, 0.25) * c.scale
+    lateral = xs.max() if c.side == "left" else xs.min()
+    yy, xx = np.mgrid[:c.h, :c.w].astype(np.float32)
+    span = max(1.0, xs.max() - xs.min())
+    meniscus = bottom - height * (0.6 + 0.6 * (1 - np.abs(xx - lateral) / span))  # rises laterally
+    fluid = (yy > meniscus) & ndimage.binary_dilation(lung, iterations=3)
+    fluid = ndimage.gaussian_filter(fluid.astype(np.float32), 2.0)
+    c.add += fluid * rng.uniform(0.25, 0.35)
+    c.boxes.append(_bbox(fluid > 0.3))
+    return _phrase(rng, category, c.side, "lower", c.sevk)
+
+
+def _draw_pneumothorax(rng, c: _Canvas, category: str) -> str:
+    """An apical/lateral region without lung markings (the image itself changes) and a thin pleural line."""
+    lung = _side_mask(c.masks, c.side)
+    ys, xs = np.nonzero(lung)
+    top = ys.min()
+    depth = (np.quantile(ys, 0.99) - top) * rng.uniform(0.2, 0.35) * c.scale
+    lateral = xs.max() if c.side == "left" else xs.min()
+    yy, xx = np.mgrid[:c.h, :c.w].astype(np.float32)
+    edge = np.hypot((yy - top) / max(depth, 1), (xx - lateral) / max(depth * 1.4, 1))
+    region = (edge < 1.0) & lung
+    smooth_lung = ndimage.gaussian_filter(c.img, 6)
+    soft = ndimage.gaussian_filter(region.astype(np.float32), 1.5)
+    c.img = c.img * (1 - soft) + (smooth_lung * 0.75) * soft  # no markings, darker
+    line = ndimage.binary_dilation(region, iterations=1) & ~region
+    c.add += ndimage.gaussian_filter(line.astype(np.float32), 0.7) * 0.25
+    c.boxes.append(_bbox(soft > 0.3))
+    return _phrase(rng, category, c.side, "upper", c.sevk)
+
+
+_DRAW = {"Consolidation": _draw_airspace, "Pneumonia": _draw_airspace, "Lung Opacity": _draw_airspace,
+         "Atelectasis": _draw_atelectasis, "Edema": _draw_edema, "Cardiomegaly": _draw_cardiomegaly,
+         "Pleural Effusion": _draw_effusion, "Pneumothorax": _draw_pneumothorax}
+
+
+def render(rng: np.random.Generator, size: int, category: str | None = None, with_finding: bool = True):
+    """(image (H, W) float32 in [0, 1], Finding). ``with_finding=False`` renders the same draw without it."""
+    category = category or CATEGORIES[rng.integers(len(CATEGORIES))]
+    img, masks, h, w = _chest(rng, size)
     side = ["left", "right"][rng.integers(2)]
     sevk = ["small", "moderate", "large"][rng.integers(3)]
     scale = {"small": 0.75, "moderate": 1.0, "large": 1.3}[sevk]
-    boxes = []
-    if category in ("Consolidation", "Pneumonia", "Lung Opacity"):
-        zones = ["upper", "lower"] + (["middle"] if side == "right" else [])
-        zone = zones[rng.integers(len(zones))]
-        lobe = masks[LOBES[(side, zone)]]
-        cy, cx = _point_in(rng, lobe, (0.2, 0.8))
-        r = size * rng.uniform(0.06, 0.10) * scale
-        blob = _smooth_blob(rng, (h, w), (cy, cx), (r * rng.uniform(0.8, 1.2), r * rng.uniform(0.8, 1.2)))
-        blob *= ndimage.gaussian_filter(_side_mask(masks, side).astype(np.float32), 2)
-        add += blob * rng.uniform(0.30, 0.45) * (0.8 if category == "Lung Opacity" else 1.0)
-        boxes.append(_bbox(blob > 0.15))
-        phrase = _phrase(rng, category, side, zone, sevk)
-    elif category == "Atelectasis":
-        lobe = masks[LOBES[(side, "lower")]]
-        cy, cx = _point_in(rng, lobe, (0.25, 0.65))
-        length, width = size * rng.uniform(0.10, 0.16) * scale, size * rng.uniform(0.012, 0.022)
-        yy, xx = np.mgrid[:h, :w].astype(np.float32)
-        a = np.deg2rad(rng.uniform(-20, 20))
-        u = (xx - cx) * np.cos(a) + (yy - cy) * np.sin(a)
-        v = -(xx - cx) * np.sin(a) + (yy - cy) * np.cos(a)
-        band = np.clip(1 - (u / length) ** 2 - (v / width) ** 2, 0, 1) ** 0.5
-        band = ndimage.gaussian_filter(band, 1.0) * _side_mask(masks, side)
-        add += band * rng.uniform(0.35, 0.5)
-        boxes.append(_bbox(band > 0.1))
-        phrase = _phrase(rng, category, side, "lower", sevk)
-    elif category == "Edema":
-        for s in ("left", "right"):
-            lung = _side_mask(masks, s)
-            ys, xs = np.nonzero(lung)
-            cy = int(np.quantile(ys, 0.45))
-            cx = int(np.quantile(xs, 0.2 if s == "left" else 0.8))  # medial = towards the image centre
-            r = size * rng.uniform(0.09, 0.12) * scale
-            blob = _smooth_blob(rng, (h, w), (cy, cx), (r * 1.3, r), roughness=0.6) * ndimage.gaussian_filter(lung.astype(np.float32), 2)
-            add += blob * rng.uniform(0.2, 0.3)
-            boxes.append(_bbox(blob > 0.15))
-        phrase = _phrase(rng, category, sev=sevk)
-    elif category == "Cardiomegaly":
-        heart = masks[HEART]
-        cy, cx = ndimage.center_of_mass(heart)
-        f = rng.uniform(1.2, 1.4) * (0.9 + 0.1 * scale)
-        yy, xx = np.mgrid[:h, :w].astype(np.float32)
-        big = ndimage.map_coordinates(heart.astype(np.float32), [cy + (yy - cy) / f, cx + (xx - cx) / (f * 1.1)], order=1) > 0.5
-        soft_big = ndimage.gaussian_filter(big.astype(np.float32), 3.0)
-        soft_heart = ndimage.gaussian_filter(heart.astype(np.float32), 3.0)
-        add += soft_big * (1 - 0.5 * soft_heart) * rng.uniform(0.25, 0.35)
-        boxes.append(_bbox(soft_big > 0.5))
-        phrase = _phrase(rng, category, sev=sevk)
-    elif category == "Pleural Effusion":
-        lung = _side_mask(masks, side)
-        ys, xs = np.nonzero(lung)
-        bottom = np.quantile(ys, 0.99)
-        height = (bottom - ys.min()) * rng.uniform(0.15, 0.25) * scale
-        lateral = xs.max() if side == "left" else xs.min()
-        yy, xx = np.mgrid[:h, :w].astype(np.float32)
-        span = max(1.0, xs.max() - xs.min())
-        meniscus = bottom - height * (0.6 + 0.6 * (1 - np.abs(xx - lateral) / span))  # rises laterally
-        fluid = (yy > meniscus) & ndimage.binary_dilation(lung, iterations=3)
-        fluid = ndimage.gaussian_filter(fluid.astype(np.float32), 2.0)
-        add += fluid * rng.uniform(0.25, 0.35)
-        boxes.append(_bbox(fluid > 0.3))
-        phrase = _phrase(rng, category, side, "lower", sevk)
-    else:  # Pneumothorax: apical/lateral region without lung markings, thin pleural line
-        lung = _side_mask(masks, side)
-        ys, xs = np.nonzero(lung)
-        top = ys.min()
-        depth = (np.quantile(ys, 0.99) - top) * rng.uniform(0.2, 0.35) * scale
-        lateral = xs.max() if side == "left" else xs.min()
-        yy, xx = np.mgrid[:h, :w].astype(np.float32)
-        edge = np.hypot((yy - top) / max(depth, 1), (xx - lateral) / max(depth * 1.4, 1))
-        region = (edge < 1.0) & lung
-        smooth_lung = ndimage.gaussian_filter(img, 6)
-        soft = ndimage.gaussian_filter(region.astype(np.float32), 1.5)
-        img = img * (1 - soft) + (smooth_lung * 0.75) * soft  # no markings, darker
-        line = ndimage.binary_dilation(region, iterations=1) & ~region
-        add += ndimage.gaussian_filter(line.astype(np.float32), 0.7) * 0.25
-        boxes.append(_bbox(soft > 0.3))
-        phrase = _phrase(rng, category, side, "upper", sevk)
+    c = _Canvas(img, masks, h, w, size, side, sevk, scale, np.zeros((h, w), np.float32), [])
+    phrase = _DRAW[category](rng, c, category)
+    img = c.img
     if with_finding:
-        img = img + add * (1 - img * 0.5)
+        img = img + c.add * (1 - img * 0.5)
     img = img * rng.uniform(0.9, 1.05) + rng.uniform(-0.03, 0.03)
     img = img + rng.normal(0, rng.uniform(0.008, 0.02), img.shape).astype(np.float32)
     img = np.clip(img, 0, 1).astype(np.float32)
-    return img, Finding(category, phrase, tuple(b for b in boxes if b is not None))
+    return img, Finding(category, phrase, tuple(b for b in c.boxes if b is not None))
 
 
 def iter_samples(n: int, seed: int, size: int = 512) -> Iterator[tuple[np.ndarray, str, str, tuple]]:
@@ -253,7 +292,7 @@ def iter_samples(n: int, seed: int, size: int = 512) -> Iterator[tuple[np.ndarra
 
 def generate(out_dir: str | Path, n: int, seed: int, size: int = 512, split: str = "test") -> Path:
     """Write n PNG images and an MS-CXR v1.1.0-format CSV (one row per box); returns the CSV path."""
-    from .images import save_png
+    from groundkit.data.images import save_png
 
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..adapters.base import NoiseSchedule
+from groundkit.core.types import NoiseSchedule
 
 UnetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

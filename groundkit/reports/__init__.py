@@ -8,7 +8,7 @@ laterality/zones/modifiers, NegEx-style negation and uncertainty, and de-duplica
 
 Pure Python (numpy only for the synthetic generator); spaCy is optional and only moves sentence ends.
 """
-from .parse import Finding, Mention, ParsedReport, parse_report
-from .synthetic import sample_findings, synthetic_report
+from groundkit.reports.parse import Finding, Mention, ParsedReport, parse_report
+from groundkit.reports.synthetic import sample_findings, synthetic_report
 
 __all__ = ["parse_report", "Finding", "Mention", "ParsedReport", "synthetic_report", "sample_findings"]

@@ -19,7 +19,7 @@ about radiology wording re-expressed here, not copied code.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 MSCXR_CATEGORIES: tuple[str, ...] = (
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema",
@@ -297,7 +297,7 @@ def pattern_regex(pattern: str) -> str:
     return f"{left}{text}{right}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """One pattern, case-insensitive. The parser matches synonyms one by one and keeps the longest, since a
     regex alternation stops at its first matching branch ("pacemaker" before "pacemaker leads")."""

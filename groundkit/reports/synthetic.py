@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .lexicon import MSCXR_CATEGORIES
+from groundkit.reports.lexicon import MSCXR_CATEGORIES
 
 __all__ = ["synthetic_report", "sample_findings"]
 

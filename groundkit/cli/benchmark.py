@@ -1,0 +1,115 @@
+"""`groundkit benchmark`: the papers' tables on MS-CXR (or the synthetic set), and --compare of two runs.
+
+    groundkit benchmark --checkpoint A [--checkpoint B ...] [--recipe R] [--set field=value ...]
+        (--dataset mscxr --csv PATH --images ROOT | --dataset synthetic --data DIR)
+        [--split S] [--limit N] [--device D] --out DIR [--no-resume] [--retry-errors] [--no-report | --no-gallery]
+    groundkit benchmark --compare DIR1 DIR2 [--checkpoint A [--checkpoint B]] [--bootstrap 2000] [--seed 0]
+
+Under ``torchrun --nproc-per-node K -m groundkit benchmark ...`` the ranks shard the images and rank 0
+merges (see groundkit.bench.runner).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import typer
+
+from groundkit.cli import common as C
+
+
+def benchmark(
+    checkpoint: List[str] = C.checkpoint_option(multiple=True),
+    recipe: Optional[str] = C.recipe_option(),
+    set_: List[str] = C.set_option(),
+    dataset: Optional[str] = C.dataset_option(),
+    csv: Optional[Path] = C.csv_option(),
+    images: Optional[Path] = C.images_option(),
+    data: Optional[Path] = C.data_option(),
+    split: Optional[str] = C.split_option(),
+    limit: Optional[int] = C.limit_option(),
+    device: Optional[str] = C.device_option(),
+    dtype: str = C.dtype_option(),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (rows.jsonl, run.json, tables.md, tables/*.csv, report.html)"),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="skip rows already in --out (default) or start over"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="start over: replace every row already in --out (same as --no-resume)"),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="on resume, re-run samples whose row holds an error"),
+    report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
+    gallery: bool = typer.Option(True, "--gallery/--no-gallery", help="re-ground best/median/worst samples for the report's overlays"),
+    progress: bool = C.progress_option(),
+    checkpoints_file: Optional[Path] = C.checkpoints_file_option(),
+    compare_dirs: Optional[Tuple[Path, Path]] = typer.Option(
+        None, "--compare", help="compare two benchmark folders DIR1 DIR2 (compare.md, compare.csv into --out)"),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="bootstrap resamples for --compare"),
+    seed: int = typer.Option(0, "--seed", help="bootstrap seed for --compare"),
+):
+    """Benchmark checkpoints on MS-CXR (or the synthetic set) and write tables in both papers' layouts, or --compare two runs."""
+    if compare_dirs:
+        _compare(compare_dirs, checkpoint, bootstrap, seed, out)
+        return
+    checkpoint = checkpoint or [C.DEFAULT_CHECKPOINT]
+    if out is None:
+        C.fail("--out DIR is required")
+    dataset = C.check_dataset(dataset, csv, images, data)
+    from groundkit.bench.datasets import load_dataset
+    from groundkit.bench.distributed import dist_info, init_distributed
+    from groundkit.bench.runner import run_benchmark
+
+    overrides = C.parse_sets(set_)
+    try:
+        samples = load_dataset(dataset, csv=csv, images=images, data=data, split=split)
+    except (FileNotFoundError, ValueError) as e:
+        C.fail(str(e))
+    if len(samples) == 0:
+        C.fail(f"the dataset has no samples{' in split ' + repr(split) if split else ''}")
+    selected = list(samples)[:limit] if limit else list(samples)
+    present = sum(Path(s.image_path).is_file() for s in selected)
+    if present == 0:
+        C.fail(f"none of the {len(selected)} images exists, e.g. {selected[0].image_path}: check --images"
+              + (" / --data" if dataset == "synthetic" else ""))
+    initialised = init_distributed(device)
+    C.say(f"loading {', '.join(checkpoint)} ...")
+    rank, world = dist_info()
+    if rank == 0 and present < len(selected):
+        typer.secho(f"warning: {len(selected) - present} of {len(selected)} images are missing; their rows will hold the error",
+                    fg=typer.colors.YELLOW, err=True)
+    desc = {"kind": dataset, "csv": str(csv) if csv else None, "images": str(images) if images else None,
+            "data": str(data) if data else None, "split": split}
+    try:
+        result = run_benchmark(checkpoint, recipe, overrides, samples, out, resume=resume and not overwrite, retry_errors=retry_errors,
+                               device=device, dtype=dtype, limit=limit, progress=progress, dataset=desc,
+                               report=report, gallery=gallery, checkpoints_file=checkpoints_file)
+    except (FileNotFoundError, ValueError) as e:
+        C.fail(str(e))
+    finally:
+        if initialised:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank == 0:
+        typer.echo(result.summary())
+        if result.tables is not None:
+            typer.echo("\n" + result.tables.markdown(published=False))
+
+
+def _compare(dirs: Tuple[Path, Path], checkpoint: List[str], n_boot: int, seed: int, out: Optional[Path]) -> None:
+    from groundkit.bench.compare import compare
+
+    if len(checkpoint) > 2:
+        C.fail("--compare takes at most two --checkpoint names (one per folder)")
+    a = checkpoint[0] if checkpoint else None
+    b = checkpoint[1] if len(checkpoint) > 1 else (a if dirs[0].resolve() != dirs[1].resolve() else None)
+    for d in dirs:
+        if not d.is_dir():
+            C.fail(f"--compare {d}: no such folder")
+    try:
+        cmp = compare(dirs[0], dirs[1], a, b, n_boot=n_boot, seed=seed)
+    except (FileNotFoundError, ValueError) as e:
+        C.fail(str(e))
+    text = cmp.markdown()
+    typer.echo(text)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.md").write_text(text)
+        cmp.write_csv(out / "compare.csv")
+        typer.echo(f"wrote {out / 'compare.md'} and {out / 'compare.csv'}")

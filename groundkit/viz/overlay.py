@@ -1,0 +1,206 @@
+"""Pixel-exact overlays of a heatmap on a grayscale image with the predicted mask contour and ground-truth
+boxes (:func:`compose`), and the single-finding figure around it (:func:`overlay`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image
+
+from groundkit.viz.base import (
+    DEFAULT_CMAP,
+    GT_COLOR,
+    MASK_COLOR,
+    as_boxes,
+    as_numpy,
+    display_scale,
+    image01,
+    map2d,
+    resize,
+    resize_image,
+    rgb255,
+    value_range,
+)
+from groundkit.viz.canvas import add_colorbar, legend_handles, new_figure, render, wrap_text
+
+__all__ = ["compose", "overlay"]
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """4-neighbour binary erosion; outside the image counts as background."""
+    p = np.pad(mask, 1, constant_values=False)
+    return p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+
+
+def _line_width(h: int, w: int) -> int:
+    return max(2, round(max(h, w) / 256))
+
+
+def compose(
+    image: Any,
+    heatmap: Any = None,
+    mask: Any = None,
+    boxes: Any = None,
+    *,
+    cmap: str = DEFAULT_CMAP,
+    alpha: float = 0.5,
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+    gt_color: Any = GT_COLOR,
+    mask_color: Any = MASK_COLOR,
+    line_width: int | None = None,
+    scale: float = 1.0,
+) -> np.ndarray:
+    """Pixel-exact overlay: uint8 RGB (round(H*scale), round(W*scale), 3).
+
+    Where the heatmap is NaN the output equals the grayscale image (``round(255*image)``) exactly;
+    elsewhere ``(1-alpha)*image + alpha*cmap(norm(heatmap))``. Then the mask contour (inside the mask)
+    and the box outlines (inside each box region) are painted, ``line_width`` pixels wide.
+    ``scale`` resizes everything for display (image bilinear, heatmap/mask nearest, boxes scaled).
+    """
+    img = image01(image)
+    h0, w0 = img.shape[:2]
+    hw = (max(1, round(h0 * scale)), max(1, round(w0 * scale)))
+    nearest_img = scale >= 1.0 and float(scale).is_integer()
+    img = resize_image(img, hw, nearest=nearest_img)
+    gray = np.rint(img * 255.0).astype(np.uint8)
+    out = np.repeat(gray[..., None], 3, axis=-1) if gray.ndim == 2 else gray.copy()
+
+    if heatmap is not None:
+        hm = map2d(heatmap)
+        if hm.shape != (h0, w0):
+            raise ValueError(f"heatmap {hm.shape} and image {(h0, w0)} must share one pixel grid (resample first)")
+        hm = resize(hm, hw, nearest=True)
+        valid = np.isfinite(hm)
+        if valid.any():
+            lo = float(np.nanmin(hm)) if vmin is None else float(vmin)
+            hi = float(np.nanmax(hm)) if vmax is None else float(vmax)
+            norm = np.clip((np.where(valid, hm, lo) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+            rgb = colormaps[cmap](norm)[..., :3] * 255.0
+            blended = (1.0 - alpha) * out.astype(np.float32) + alpha * rgb
+            out = np.where(valid[..., None], np.rint(blended).clip(0, 255).astype(np.uint8), out)
+
+    lw = line_width or _line_width(*hw)
+    if mask is not None:
+        m = as_numpy(mask)
+        m = np.squeeze(m) if m.ndim > 2 else m
+        m = np.nan_to_num(m.astype(np.float32)) > 0.5 if m.dtype != bool else m
+        if m.shape != (h0, w0):
+            raise ValueError(f"mask {m.shape} and image {(h0, w0)} must share one pixel grid")
+        m = resize(m, hw, nearest=True)
+        inner = m
+        for _ in range(lw):
+            inner = _erode(inner)
+        out[m & ~inner] = rgb255(mask_color)
+
+    col = rgb255(gt_color)
+    H, W = hw
+    for x, y, bw, bh in as_boxes(boxes):
+        x0, y0 = round(x * scale), round(y * scale)
+        x1, y1 = round((x + bw) * scale), round((y + bh) * scale)  # exclusive
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        t = min(lw, (x1 - x0 + 1) // 2, (y1 - y0 + 1) // 2) or 1
+        out[y0:y0 + t, x0:x1] = col
+        out[y1 - t:y1, x0:x1] = col
+        out[y0:y1, x0:x0 + t] = col
+        out[y0:y1, x1 - t:x1] = col
+    return out
+
+
+def overlay(
+    image: Any,
+    heatmap: Any,
+    mask: Any = None,
+    boxes: Any = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+    *,
+    gt_color: Any = GT_COLOR,
+    mask_color: Any = MASK_COLOR,
+    cmap: str = DEFAULT_CMAP,
+    alpha: float = 0.5,
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+    colorbar: bool = True,
+    colorbar_label: str | None = None,
+    max_side: int = 1024,
+    min_side: int = 256,
+    sides: bool = False,
+) -> Image.Image:
+    """Heatmap on a grayscale image with the predicted mask contour, ground-truth boxes, colorbar and
+    the phrase as title; returns the figure as a PIL image and writes a PNG to ``path`` if given.
+    ``image`` (H, W) and ``heatmap`` (H, W) share one pixel grid; ``boxes`` are [x, y, w, h] in it.
+    ``sides`` marks the patient's right (image left) and left (image right), as on a frontal chest film."""
+    img = image01(image)
+    h0, w0 = img.shape[:2]
+    s = display_scale(h0, w0, max_side, min_side)
+    hm = None if heatmap is None else map2d(heatmap)
+    lo, hi = value_range([hm], vmin, vmax)
+    comp = compose(img, hm, mask, boxes, cmap=cmap, alpha=alpha, vmin=lo, vmax=hi,
+                   gt_color=gt_color, mask_color=mask_color, scale=s)
+    h, w = comp.shape[:2]
+
+    has_boxes, has_mask = bool(as_boxes(boxes)), mask is not None
+    pad = 12
+    cb_w = 70 if (colorbar and hm is not None) else 0
+    title_txt = wrap_text(title, w + cb_w, 12)
+    n_title = title_txt.count("\n") + 1 if title_txt else 0
+    top = pad + (n_title * 19 + 6 if n_title else 0)
+    bottom = pad + (24 if (has_boxes or has_mask) else 0)
+    FW, FH = max(pad + w + cb_w + pad, 360 if (has_boxes or has_mask) else 0), top + h + bottom
+    left = max(pad, (FW - w - cb_w) // 2)
+    fig = new_figure(FW, FH)
+    ax = fig.add_axes((left / FW, bottom / FH, w / FW, h / FH))
+    ax.imshow(comp, interpolation="none", aspect="auto")
+    ax.set_axis_off()
+    if title_txt:
+        fig.text((left + (w + cb_w) / 2) / FW, 1 - pad / FH, title_txt, ha="center", va="top", fontsize=12)
+    if sides:
+        mark_sides(ax)
+    if cb_w:
+        cax = fig.add_axes(((left + w + 10) / FW, bottom / FH, 14 / FW, h / FH))
+        add_colorbar(fig, cax, cmap, lo, hi, colorbar_label)
+    handles = legend_handles(has_mask, has_boxes, gt_color, mask_color)
+    if handles:
+        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 2 / FH),
+                   ncols=len(handles), fontsize=9, frameon=False, handlelength=1.2, borderaxespad=0)
+    out = render(fig, path)
+    out.info["groundkit_image_box"] = (left, top, w, h)
+    out.info["groundkit_scale"] = s
+    return out
+
+
+def mark_sides(ax) -> None:
+    """'R' and 'L' in the upper corners: the patient's right is on the image's left in a frontal view."""
+    style = dict(transform=ax.transAxes, color="white", fontsize=13, fontweight="bold", va="top",
+                 bbox=dict(boxstyle="round,pad=0.15", facecolor="black", alpha=0.55, linewidth=0))
+    ax.text(0.02, 0.98, "R", ha="left", **style)
+    ax.text(0.98, 0.98, "L", ha="right", **style)
+
+
+def plot_grounding(g: Any, ax: Any = None, *, mask: bool = True, boxes: bool = True, cmap: str = DEFAULT_CMAP, alpha: float = 0.5):
+    """A Grounding drawn into a matplotlib axis: image, heatmap (labelled colour bar), mask contour,
+    ground-truth boxes (from ``g.evaluate``), patient R/L; for notebooks (``g.plot()`` / ``g.show()``)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5 * g.geometry.orig_h / g.geometry.orig_w + 0.3))
+    img = image01(g.image) if g.image is not None else np.zeros((g.geometry.orig_h, g.geometry.orig_w))
+    ax.imshow(img, cmap="gray", interpolation="nearest")
+    im = ax.imshow(np.ma.masked_invalid(g.heatmap), cmap=cmap, alpha=alpha, vmin=0, vmax=1, interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label=f"cross-attention ({g.recipe.name}, min-max)")
+    if mask and g.mask.any():
+        ax.contour(g.mask.astype(float), levels=[0.5], colors=[MASK_COLOR], linewidths=1.2)
+    if boxes and g.boxes:
+        from matplotlib.patches import Rectangle
+
+        for x, y, w, h in g.boxes:
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=GT_COLOR, linewidth=1.5))
+    ax.set_title(g.phrase + (f"\n{g.metrics_summary()}" if g.metrics else ""), fontsize=10)
+    ax.set_axis_off()
+    mark_sides(ax)
+    return ax
