@@ -17,6 +17,7 @@ LAYERS = {
     "groundkit.core": 0,
     "groundkit.families": 1, "groundkit.data": 1, "groundkit.reports": 1,
     "groundkit.engine": 2, "groundkit.recipes": 2, "groundkit.evaluation": 2, "groundkit.grounding": 2, "groundkit.viz": 2,
+    "groundkit.report_grounding": 2,
     "groundkit.registry": 3, "groundkit.api": 3, "groundkit.verify": 3, "groundkit": 3,
     "groundkit.bench": 4,
     "groundkit.cli": 5, "groundkit.__main__": 5,

@@ -368,6 +368,26 @@ def write_sample(out: Path) -> None:
             break
     save_png(out / "sample.png", img)
     (out / "sample.json").write_text(json.dumps({"phrase": phrase, "category": cat, "boxes": [list(map(float, b)) for b in boxes]}, indent=2))
+    write_report_sample(out)
+
+
+def write_report_sample(out: Path) -> None:
+    """The image and report `groundkit report` uses with no arguments: two drawn findings (held-out seed 8),
+    a report that states them, negates one and repeats one in the impression; ground truth beside it."""
+    import numpy as np
+
+    from groundkit.data.synthetic import render_many
+
+    rng = np.random.default_rng(8)
+    img, (effusion, heart) = render_many(rng, 256, ["Pleural Effusion", "Cardiomegaly"])
+    text = ("EXAMINATION: Chest radiograph, frontal view.\n\n"
+            f"FINDINGS: There is a {effusion.phrase}. {heart.phrase[0].upper() + heart.phrase[1:]} is noted. "
+            "No pneumothorax is seen. The lungs are otherwise clear.\n\n"
+            f"IMPRESSION: {effusion.phrase[0].upper() + effusion.phrase[1:]}. No pneumothorax.\n")
+    save_png(out / "sample_report.png", img)
+    (out / "sample_report.txt").write_text(text)
+    truth = [{"category": f.category, "phrase": f.phrase, "boxes": [list(map(float, b)) for b in f.boxes]} for f in (effusion, heart)]
+    (out / "sample_report.json").write_text(json.dumps({"findings": truth, "negated": ["Pneumothorax"]}, indent=2))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from groundkit.bench.configs import Config
 from groundkit.bench.rows import metric_value
+from groundkit.core.categories import ordered
 
 __all__ = ["MAIN_METRIC", "GalleryItem", "select_gallery", "build_gallery", "write_report"]
 
@@ -56,12 +57,10 @@ def select_gallery(rows: Sequence[Mapping], cfg: Config, metric: str | None = No
     for r in rows:
         if cfg.owns(r) and not r.get("error") and math.isfinite(metric_value(r, metric)):
             by_cat.setdefault(r["category"], []).append(dict(r))
-    from groundkit.core.categories import ordered
-
     out = []
     for cat in ordered(by_cat):
-        ordered = sorted(by_cat[cat], key=lambda r: (metric_value(r, metric), r["sample_id"]))
-        picks = {"best": ordered[-1], "worst": ordered[0], "median": ordered[(len(ordered) - 1) // 2]}
+        ranked = sorted(by_cat[cat], key=lambda r: (metric_value(r, metric), r["sample_id"]))
+        picks = {"best": ranked[-1], "worst": ranked[0], "median": ranked[(len(ranked) - 1) // 2]}
         seen, chosen = set(), {}
         for tag, r in picks.items():  # with 2 samples: best and worst; with 1: best
             if r["sample_id"] not in seen:
@@ -143,7 +142,8 @@ table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.85em}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
 th:first-child,td:first-child,td:nth-child(2){text-align:left}
 tr.ref td{background:#f4f4f4;color:#555}tr.diff td{background:#fff8e6}
-p.note{font-size:.85em;color:#555;margin:.2em 0}
+p.note{font-size:.85em;color:#555;margin:.2em 0;overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%}pre{overflow-x:auto;max-width:100%}
 .charts img{max-width:100%;margin:.4em 0}
 .gallery td{text-align:center;vertical-align:top;white-space:normal;max-width:340px}
 .gallery img{max-width:320px}.cap{font-size:.8em;color:#444}
@@ -194,14 +194,14 @@ def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: 
     body = [f"<h1>groundkit benchmark: {esc(out.name)}</h1>",
             f"<p class='note'>Generated {_dt.datetime.now().astimezone().isoformat(timespec='seconds')} from "
             f"{esc(str(out.resolve()))}; {len(rows)} rows.</p>"]
-    body.append("<h2>Configurations</h2><table><thead><tr><th>label</th><th>checkpoint</th><th>adapter</th>"
+    body.append("<h2>Configurations</h2><div class='scroll'><table><thead><tr><th>label</th><th>checkpoint</th><th>adapter</th>"
                 "<th>recipe</th><th>digest</th><th>protocol</th><th>rows ok</th><th>failed</th><th>path</th></tr></thead><tbody>")
     for c in configs:
         own = [r for r in rows if c.owns(r)]
         bad = sum(1 for r in own if r.get("error"))
         body.append("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in (
             c.label, c.checkpoint, c.adapter, c.recipe.get("name"), c.recipe_digest, c.protocol, len(own) - bad, bad, c.path)) + "</tr>")
-    body.append("</tbody></table>")
+    body.append("</tbody></table></div>")
     ds = run_info.get("dataset") or {}
     if ds:
         body.append("<p class='note'>Dataset: " + esc(", ".join(f"{k}={v}" for k, v in ds.items() if k != "categories"))
@@ -210,7 +210,7 @@ def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: 
                 + esc(json.dumps({c.label: c.recipe for c in configs}, indent=1)) + "</pre></details>")
 
     body.append("<h2>Tables</h2>")
-    body += [s.html() for s in tables.sections if s.header]
+    body += [f"<div class='scroll'>{s.html()}</div>" for s in tables.sections if s.header]  # wide tables scroll, the page doesn't
     body.append("<h2>Per-category charts</h2><p class='note'>Bars: groundkit means (error bar: standard error); "
                 "hollow markers: the published value matched to that config, in the same units (fractions).</p>"
                 "<div class='charts'>")
@@ -223,9 +223,9 @@ def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: 
                     "predicted mask contour.</p>")
         for label in dict.fromkeys(g.label for g in gallery):
             items = [g for g in gallery if g.label == label]
-            body.append(f"<h3>{esc(label)}</h3><table class='gallery'><thead><tr><th>category</th>"
+            body.append(f"<h3>{esc(label)}</h3><div class='scroll'><table class='gallery'><thead><tr><th>category</th>"
                         + "".join(f"<th>{t}</th>" for t in TAGS) + "</tr></thead><tbody>")
-            for cat in dict.fromkeys(g.category for g in items):
+            for cat in ordered(g.category for g in items):
                 cells = []
                 for tag in TAGS:
                     g = next((x for x in items if x.category == cat and x.tag == tag), None)
@@ -237,15 +237,15 @@ def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: 
                         cells.append(f"<td><img src='{_png_data(g.path)}' alt='{esc(g.sample_id)}'><div class='cap'>"
                                      f"{esc(g.sample_id)} · {esc(g.metric)} = {g.value:.3f}<br>{esc(g.phrase)}</div></td>")
                 body.append(f"<tr><td>{esc(cat)}</td>{''.join(cells)}</tr>")
-            body.append("</tbody></table>")
+            body.append("</tbody></table></div>")
 
     errors = [r for r in rows if r.get("error")]
     body.append(f"<h2>Failed samples ({len(errors)})</h2>")
     if errors:
-        body.append("<table><thead><tr><th>checkpoint</th><th>sample_id</th><th>image</th><th>error</th></tr></thead><tbody>")
+        body.append("<div class='scroll'><table><thead><tr><th>checkpoint</th><th>sample_id</th><th>image</th><th>error</th></tr></thead><tbody>")
         body += ["<tr>" + "".join(f"<td>{esc(str(r.get(k)))}</td>" for k in ("checkpoint", "sample_id", "image", "error")) + "</tr>"
                  for r in errors]
-        body.append("</tbody></table>")
+        body.append("</tbody></table></div>")
     else:
         body.append("<p>None.</p>")
     doc = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>groundkit benchmark</title>"

@@ -18,6 +18,7 @@ from groundkit.cli.ablate import ablate
 from groundkit.cli.benchmark import benchmark
 from groundkit.cli.catalog import checkpoints_app, recipes_app
 from groundkit.cli.demo import demo_data
+from groundkit.cli.report import report
 from groundkit.cli.run import run
 
 # help is not cut at 80 columns when piped into a file or `less`
@@ -41,6 +42,7 @@ def _main(version: Optional[bool] = typer.Option(None, "--version", callback=_ve
 
 
 app.command("run", context_settings=CONTEXT)(run)
+app.command("report", context_settings=CONTEXT)(report)
 app.command("benchmark", context_settings=CONTEXT)(benchmark)
 app.command("ablate", context_settings=CONTEXT)(ablate)
 app.command("demo-data", context_settings=CONTEXT)(demo_data)

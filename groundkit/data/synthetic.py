@@ -15,7 +15,7 @@ import csv
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -276,6 +276,26 @@ def render(rng: np.random.Generator, size: int, category: str | None = None, wit
     img = img + rng.normal(0, rng.uniform(0.008, 0.02), img.shape).astype(np.float32)
     img = np.clip(img, 0, 1).astype(np.float32)
     return img, Finding(category, phrase, tuple(b for b in c.boxes if b is not None))
+
+
+def render_many(rng: np.random.Generator, size: int, categories: Sequence[str]) -> tuple[np.ndarray, list[Finding]]:
+    """One chest with several findings (one per category, each on its own random side and severity): the
+    images behind the synthetic reports."""
+    img, masks, h, w = _chest(rng, size)
+    add = np.zeros((h, w), np.float32)
+    findings = []
+    for category in categories:
+        side = ["left", "right"][rng.integers(2)]
+        sevk = ["small", "moderate", "large"][rng.integers(3)]
+        scale = {"small": 0.75, "moderate": 1.0, "large": 1.3}[sevk]
+        c = _Canvas(img, masks, h, w, size, side, sevk, scale, np.zeros((h, w), np.float32), [])
+        phrase = _DRAW[category](rng, c, category)
+        img, add = c.img, add + c.add
+        findings.append(Finding(category, phrase, tuple(b for b in c.boxes if b is not None)))
+    img = img + np.clip(add, 0, 0.6) * (1 - img * 0.5)
+    img = img * rng.uniform(0.9, 1.05) + rng.uniform(-0.03, 0.03)
+    img = img + rng.normal(0, rng.uniform(0.008, 0.02), img.shape).astype(np.float32)
+    return np.clip(img, 0, 1).astype(np.float32), findings
 
 
 def iter_samples(n: int, seed: int, size: int = 512) -> Iterator[tuple[np.ndarray, str, str, tuple]]:

@@ -161,6 +161,32 @@ class GroundingModel:
             g.info["timings"]["total_seconds_batch"] = total
         return out
 
+    def ground_report(self, image, report: str, recipe: str | Recipe | None = None, *, use_spacy: bool | None = None,
+                      progress: bool = False, **overrides: Any):
+        """Ground every positive finding of a radiology report in one image, in ONE batched call that shares
+        the per-image work; negated findings are listed, not grounded. Returns a ReportGrounding."""
+        from groundkit.core.categories import CATEGORIES
+        from groundkit.report_grounding import PALETTE, GroundedFinding, ReportGrounding
+        from groundkit.reports import parse_report
+
+        t0 = time.perf_counter()
+        parsed = parse_report(report, use_spacy=use_spacy)
+        found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
+        todo = [f for f in found if not f.negated]
+        gs = []
+        if todo:
+            cats = [f.finding.category if f.finding.category in CATEGORIES else None for f in todo]
+            gs = self.ground_many(image, [f.finding.phrase for f in todo], recipe, categories=cats, progress=progress, **overrides)
+            for f, g in zip(todo, gs):
+                f.grounding = g
+        r = gs[0].recipe if gs else self.recipe(recipe, **overrides)
+        total = gs[0].info["unet_calls_total"] if gs else 0
+        info = {"checkpoint": self.entry.name, "recipe": r.name, "recipe_digest": r.digest(),
+                "seconds": round(time.perf_counter() - t0, 3), "unet_calls_total": total,
+                "unet_calls_per_finding": total / len(todo) if todo else 0, "unet_forwards": gs[0].info["unet_forwards"] if gs else 0,
+                "findings_grounded": len(todo), "findings_negated": len(found) - len(todo), "groundkit": versions()["groundkit"]}
+        return ReportGrounding(report, parsed, found, self.prepare(image).image, info)
+
     def capture(self, prep: _Prepared, phrases, r: Recipe, categories, token_maps=False, progress=False) -> Captured:
         """Run the recipe's passes and return per-phrase AttentionMaps (what ablations store)."""
         text = self.adapter.encode_text(phrases)

@@ -1,0 +1,53 @@
+"""`groundkit report`: ground every finding of a radiology report in one image (no arguments: the bundled
+demo image and report) and write report.html, findings.json and one heatmap/mask per finding."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from groundkit.cli import common as C
+
+DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
+
+
+def report(
+    image: Optional[str] = typer.Option(None, "--image", "-i", help="PNG/JPEG/DICOM; default: the bundled demo image"),
+    report_file: Optional[Path] = typer.Option(None, "--report", help="a text file with the report (FINDINGS / IMPRESSION sections welcome)"),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="the report itself, instead of --report"),
+    checkpoint: str = C.checkpoint_option(),
+    recipe: Optional[str] = C.recipe_option(),
+    set_: List[str] = C.set_option(),
+    device: Optional[str] = C.device_option(),
+    dtype: str = C.dtype_option(),
+    progress: bool = C.progress_option(),
+    out: Path = typer.Option(Path("groundkit-report"), "--out", "-o", help="output folder (report.html, findings.json, ...)"),
+    checkpoints_file: Optional[Path] = C.checkpoints_file_option(),
+):
+    """Ground a whole report: findings extracted, negations respected, all positive findings in one shared pass."""
+    if image is None and report_file is None and text is None:
+        image, report_file = str(DEMO / "sample_report.png"), DEMO / "sample_report.txt"
+    if image is None:
+        C.fail("--image is required when a report is given")
+    if not Path(image).exists():
+        C.fail(f"--image {image}: no such file")
+    if (report_file is None) == (text is None):
+        C.fail("give the report with --report FILE or --text \"...\" (one of them)")
+    if report_file is not None:
+        if not report_file.is_file():
+            C.fail(f"--report {report_file}: no such file")
+        text = report_file.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        C.fail("the report is empty")
+    model = C.load_model(checkpoint, device, dtype, checkpoints_file)
+    try:
+        rg = model.ground_report(image, text, recipe, progress=progress, **C.parse_sets(set_))
+    except (FileNotFoundError, ValueError) as e:
+        C.fail(str(e))
+    rg.save(out)
+    for f in rg.findings:
+        state = "negated, not grounded" if f.negated else f"grounded ({f.grounding.info['unet_calls']:g} U-Net calls)"
+        typer.echo(f"  {f.finding.category:<18} {f.finding.phrase!r}: {state}" + ("  [uncertain]" if f.finding.uncertain else ""))
+    typer.echo(f"{len(rg.positive)} finding(s) grounded, {len(rg.negated)} negated, in {rg.info['seconds']:.1f} s "
+               f"({rg.info['unet_calls_total']:g} U-Net calls in all) -> {out}/report.html")
