@@ -6,6 +6,12 @@ For each family it builds the checkpoint folder in the published layout (tests/b
   ~1.1 GB U-Net) + a CLIP text encoder with SD-2.1-base's config (~1.4 GB);
 * ``sd``: SD-1.5 diffusers tree (U-Net ~3.4 GB under ``unet/`` and ``unet_ema/``, VAE, DDIM scheduler) +
   CXR-BERT-specialized (config with ``auto_map``, ``pytorch_model.bin``, loaded without remote code);
+* ``radedit``: RadEdit's U-Net (``unet/``; its block layout is an assumption, see
+  groundkit/families/diffusers_sd/testing_radedit.py) + the SDXL VAE (``vae/``, scaling factor 0.13025) +
+  BioViL-T (``text_encoder/``), served with the shipped ``radedit`` entry's options (128 tokens, no attention
+  mask, the model card's DDIM scheduler inline) written to the folder's groundkit.yaml;
+* ``roentgen``: SD 1.x diffusers folder with a CLIP ViT-L/14 text encoder, in the 2022 file layout (``*.bin``,
+  old VAE attention names, ``text_model.`` keys), as RoentGen is assumed to be published;
 
 then loads it with ``groundkit.load`` and grounds one synthetic chest X-ray, printing wall time and peak
 memory per stage (build, load, preprocess+encode, capture, post-process), the number of U-Net calls, and a
@@ -15,7 +21,8 @@ Each stage's peak RSS is measured with the kernel's high-water mark (``VmHWM``, 
 ``/proc/self/clear_refs``; no psutil). Build and run happen in separate child processes so that freed
 build memory does not inflate the load figures. On a GPU, ``torch.cuda.max_memory_allocated`` per stage too.
 
-    python benchmarks/full_size_smoke.py                     # fast windows, both families (~10 min on 2 cores)
+    python benchmarks/full_size_smoke.py                     # fast windows, monai + sd (~10 min on 2 cores)
+    python benchmarks/full_size_smoke.py --only radedit --only roentgen
     python benchmarks/full_size_smoke.py --faithful          # the published windows (much longer on CPU)
     python benchmarks/full_size_smoke.py --only sd --workdir /data/gk_full --keep
 
@@ -41,7 +48,10 @@ KINDS = {
     "monai": {"recipe": "vilouras2024", "fast": {"grid": "stride:50", "steps": (3, 6)},
               "folder": "cxr_image_synthesis_latent_diffusion_model"},
     "sd": {"recipe": "nuetzel2025", "fast": {"steps": (45, 50)}, "folder": "sd15_cxrbert"},
+    "radedit": {"recipe": "nuetzel2025", "fast": {"steps": (45, 50)}, "folder": "radedit"},
+    "roentgen": {"recipe": "nuetzel2025", "fast": {"steps": (45, 50)}, "folder": "roentgen"},
 }
+DEFAULT_KINDS = ["monai", "sd"]
 COMPONENT_MODULE = {  # verify's component label -> adapter attribute holding that network
     "autoencoder": "autoencoder", "diffusion model": "unet_model", "CLIP text encoder": "text_encoder",
     "U-Net": "unet_model", "VAE": "vae", "text encoder": "text_encoder",
@@ -134,6 +144,18 @@ def child_build(kind: str, workdir: Path, tiny: bool = False) -> dict:
     with Stage("build", stages):
         if kind == "monai":
             folder = build_monai_bundle(workdir, tiny=tiny, seed=0)
+        elif kind == "radedit":
+            import yaml
+
+            from groundkit.families.diffusers_sd.testing_radedit import build_radedit, radedit_entry
+
+            folder = build_radedit(workdir, tiny=tiny, seed=0)
+            options = {k: v for k, v in radedit_entry(folder, 512).items() if k != "path"}
+            (folder / "groundkit.yaml").write_text(yaml.safe_dump(options))  # the shipped entry's options
+        elif kind == "roentgen":
+            from groundkit.families.diffusers_sd.testing_roentgen import build_roentgen
+
+            folder = build_roentgen(workdir, tiny=tiny, seed=0)
         else:
             folder = build_sd_cxrbert(workdir, tiny=tiny, seed=0)
     size = _disk_bytes(Path(folder))
@@ -196,7 +218,7 @@ def child_run(kind: str, folder: Path, faithful: bool, device: str) -> dict:
     import groundkit as gk
     from groundkit.engine.heatmap import make_heatmap
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))  # OMP_NUM_THREADS caps it
     spec = KINDS[kind]
     image, phrase, category, boxes = _synthetic_image()
     stages: list = []
@@ -289,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     all_out = {}
     ok = True
     try:
-        for kind in args.only or ["monai", "sd"]:
+        for kind in args.only or DEFAULT_KINDS:
             spec = KINDS[kind]
             print(f"\n== {kind}{' (TINY widths)' if args.tiny else ''}: {spec['folder']} ({spec['recipe']}, "
                   f"{'published windows' if args.faithful else 'fast windows ' + json.dumps(spec['fast'])}) on {device}")

@@ -2,11 +2,12 @@
 
     import groundkit as gk
     model = gk.load("demo")                      # or a name from checkpoints.yaml, or a folder
+    model = gk.from_diffusers(pipe)              # or a StableDiffusionPipeline already in memory
     g = model.ground("cxr.png", "small left apical pneumothorax", recipe="nuetzel2025")
     g.save("out/")                               # heatmap.npy, mask.png, overlay.png, result.json
 """
 from groundkit.core.version import __version__  # noqa: F401
-from groundkit.recipes import RECIPES, Recipe, get_recipe, list_recipes, register_recipe
+from groundkit.recipes import RECIPES, Recipe, get_recipe, register_recipe
 
 
 def load(*args, **kwargs):
@@ -14,6 +15,20 @@ def load(*args, **kwargs):
     from groundkit.api import load as _load
 
     return _load(*args, **kwargs)
+
+
+def list_recipes() -> list[str]:
+    """Every recipe name, including each present checkpoint's own default (``<name>-default``)."""
+    from groundkit.api import list_recipes as _list
+
+    return _list()
+
+
+def from_diffusers(*args, **kwargs):
+    """See `groundkit.api.from_diffusers`: ground with a diffusers pipeline already in memory."""
+    from groundkit.api import from_diffusers as _from_diffusers
+
+    return _from_diffusers(*args, **kwargs)
 
 
 def list_checkpoints(checkpoints_file=None):
@@ -53,5 +68,5 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["load", "list_checkpoints", "list_adapters", "list_recipes", "register_adapter", "register_recipe",
+__all__ = ["load", "from_diffusers", "list_checkpoints", "list_adapters", "list_recipes", "register_adapter", "register_recipe",
            "Recipe", "RECIPES", "get_recipe", "Grounding", "GroundingModel"]

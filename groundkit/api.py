@@ -12,9 +12,10 @@ import torch
 
 from groundkit import registry
 from groundkit.engine.pipeline import GroundingModel, versions
-from groundkit.recipes import list_recipes
+from groundkit.recipes import list_recipes as _registered_recipes
 
-__all__ = ["GroundingModel", "load", "list_adapters", "list_checkpoints", "list_recipes", "pick_device", "versions"]
+__all__ = ["DTYPES", "GroundingModel", "from_diffusers", "load", "list_adapters", "list_checkpoints", "list_recipes", "pick_device",
+           "resolve_dtype", "versions"]
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -28,17 +29,88 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def load(checkpoint: str | Path = "demo", device: str | None = None, dtype: str | torch.dtype = "float32",
-         checkpoints_file: str | Path | None = None) -> GroundingModel:
-    """Load a checkpoint by name (checkpoints.yaml) or from a folder laid out as published."""
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The U-Net's compute dtype. ``"auto"`` (the default): bfloat16 on CUDA (float16 on a GPU without
+    bfloat16), float32 on CPU and MPS. Capture (softmax, token weighting) and post-processing stay float32."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = "auto" if dtype is None else str(dtype).replace("torch.", "")
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def allow_tf32() -> None:
+    """TF32 tensor cores for the float32 matmuls and convolutions left on CUDA (set by ``dtype="auto"``)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def load(checkpoint: str | Path = "demo", device: str | None = None, dtype: str | torch.dtype = "auto",
+         checkpoints_file: str | Path | None = None, compile: bool = False) -> GroundingModel:
+    """Load a checkpoint by name (checkpoints.yaml) or from a folder laid out as published.
+
+    ``dtype="auto"``: bfloat16 U-Net on CUDA with TF32 allowed (float16 without bfloat16 support), float32 on
+    CPU/MPS; ``"float32"`` keeps full precision everywhere. ``compile=True`` runs the U-Net's forward through
+    ``torch.compile`` (same maps; the first forwards pay the compilation)."""
     entry = registry.resolve(checkpoint, checkpoints_file)
     dev = pick_device(device)
-    dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    dt = resolve_dtype(dtype, dev)
+    if dev.type == "cuda" and (dtype is None or dtype == "auto"):
+        allow_tf32()
     cls = registry.get_adapter_class(entry.adapter)
     _quiet_loaders()
     start = time.perf_counter()
     adapter = cls.from_entry(entry.adapter_entry(), device=dev, dtype=dt)
+    model = GroundingModel(adapter, entry, load_seconds=time.perf_counter() - start)
+    if compile:
+        model.compile()
+    return model
+
+
+def from_diffusers(pipe=None, *, unet=None, vae=None, text_encoder=None, tokenizer=None, scheduler=None,
+                   image_size: int | None = None, name: str = "in-memory", max_length: int | None = None,
+                   attention_mask: bool | None = None) -> GroundingModel:
+    """Ground with a diffusers ``StableDiffusionPipeline`` (or its parts) already in memory, DAAM-style: no
+    checkpoint folder, no copy of a weight. The modules stay where they are (the U-Net's device and dtype);
+    a part given by keyword replaces the pipeline's. The same recipes, capture and outputs as ``load``; the
+    model is the ``diffusers-sd`` family's adapter under a synthetic checkpoint entry named ``name``.
+
+    Defaults as the pipeline's: input side ``unet.config.sample_size`` x the VAE's downsampling, tokens per
+    phrase ``tokenizer.model_max_length`` (capped by the encoder's positions), the VAE config's scaling
+    factor, the scheduler config's noise schedule (epsilon or v_prediction). ``attention_mask``: pass the
+    tokenizer's mask with the phrases (default: as ``load`` does, yes for BERT-family encoders, no for CLIP).
+    """
+    from groundkit.families.diffusers_sd import DiffusersSDAdapter
+
+    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+    for key, value in parts.items():
+        if value is None and pipe is not None:
+            parts[key] = getattr(pipe, key, None)
+    missing = [k for k in ("unet", "text_encoder", "tokenizer", "scheduler") if parts[k] is None]
+    if missing:
+        raise ValueError(f"from_diffusers: no {', '.join(missing)} (pass a pipeline, or the parts by keyword)")
+    start = time.perf_counter()
+    adapter = DiffusersSDAdapter.from_components(**parts, image_size=image_size, max_length=max_length,
+                                                 attention_mask=attention_mask)
+    entry = registry.CheckpointEntry(
+        name=name, adapter=DiffusersSDAdapter.name, path=Path(f"<in-memory:{name}>"), recipe=DiffusersSDAdapter.default_recipe,
+        source="modules in memory (groundkit.from_diffusers)", description=f"{type(pipe).__name__ if pipe is not None else 'components'} "
+        "passed to groundkit.from_diffusers", options={"image_size": adapter.image_size, "max_length": adapter.max_length})
     return GroundingModel(adapter, entry, load_seconds=time.perf_counter() - start)
+
+
+def list_recipes() -> list[str]:
+    """Every recipe name: the published and fast ones, yours, and each present checkpoint's own default."""
+    registry.register_checkpoint_recipes()
+    return _registered_recipes()
 
 
 def _quiet_loaders() -> None:

@@ -7,9 +7,10 @@ be traced to the exact settings behind it.
 
 Layers are chosen by what they are, so that a published recipe runs on every architecture: ``"16x16"``
 (the cross-attention layers whose query grid is 16x16), ``"up"`` / ``"down"`` / ``"mid"`` (by U-Net part),
-``"up:16x16"`` (both), ``"all"``, or raw indices ``"3,4,6,7"`` / ``"2-7"`` into the model's forward order.
-A selector is resolved per model (:func:`resolve_layers`); ``vilouras2024`` says ``"16x16"``, which on
-the MONAI chest X-ray LDM is exactly the published layers 3, 4, 6, 7.
+``"up:16x16"`` (both), ``"all"``, raw indices ``"3,4,6,7"`` / ``"2-7"`` into the model's forward order,
+indices that must be of a kind (``"3,4,6,7@16x16"``) and alternatives tried in order (``"A|B"``). A selector
+is resolved per model (:func:`resolve_layers`): ``vilouras2024`` says ``"3,4,6,7@16x16|16x16"``, which on the
+MONAI chest X-ray LDM is exactly the published layers 3, 4, 6, 7 and on any other U-Net its 16x16 layers.
 """
 from __future__ import annotations
 
@@ -35,15 +36,15 @@ PROTOCOLS = ("vilouras", "nuetzel")
 @dataclass(frozen=True)
 class Recipe:
     name: str = "custom"
-    # --- sampling: which noisy latents the U-Net sees (SPEC section 3)
+    # --- sampling: which noisy latents the U-Net sees (docs/protocols.md §3)
     mode: str = "gt-noised"
     grid: str = "leading:50"  # timestep grid: "leading:N" (DDIM, descending) or "stride:K" (t = 0, K, 2K, ... ascending)
     # --- window: what is aggregated
     steps: tuple[int, int] = (10, 50)  # [start, end) indices into the grid, in run order
     layers: tuple[int, ...] | str | None = None  # indices in forward order, a selector ("16x16", "up", "up:16x16"), None = all
-    # --- token filter (SPEC section 4): all | lexical | disease | words:a,b
+    # --- token filter (docs/protocols.md §4): all | lexical | disease | words:a,b
     tokens: str = "all"
-    # --- post-processing (SPEC section 5)
+    # --- post-processing (docs/protocols.md §5)
     layer_norm: bool = False  # min-max every (step, layer) map before averaging (Vilouras)
     upsample: str = "nearest"  # how layer maps reach the common grid: bilinear to the input size, or nearest to the largest layer
     sigma: float | None = None  # Gaussian smoothing of the aggregated map
@@ -59,7 +60,7 @@ class Recipe:
     protocol: str = "nuetzel"
     # --- engine
     seed: int = 0
-    batch_size: int = 8  # U-Net batch items per forward (timesteps x phrases); 0 = chosen from free GPU memory
+    batch_size: int = 0  # U-Net batch items per forward (timesteps x phrases); 0 = automatic: from free memory on CUDA, 8 on CPU/MPS
 
     def __post_init__(self) -> None:
         _check(self.mode in MODES, "mode", self.mode, MODES)
@@ -96,9 +97,10 @@ class Recipe:
         return asdict(self)
 
     def digest(self) -> str:
-        """Short hash of everything that changes the numbers (the name does not)."""
+        """Short hash of everything that changes the numbers (the name and the engine's batch size do not)."""
         d = self.to_dict()
         d.pop("name")
+        d.pop("batch_size")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def timesteps(self, num_train_timesteps: int = 1000) -> list[int]:
@@ -134,17 +136,33 @@ def _selector_part(part: str) -> bool:
 
 
 def parse_layers(text: str) -> tuple[int, ...] | str | None:
-    """'all' | '3,4,6,7' | '2-7' | '0-3,8' -> sorted unique indices (None = all); '16x16', 'up', 'up:16x16',
-    '16x16,32x32' -> the selector itself (resolved per model by :func:`resolve_layers`)."""
-    text = text.strip().lower()
+    """'all' | '3,4,6,7' | '2-7' | '0-3,8' -> sorted unique indices (None = all); a selector ('16x16', 'up',
+    'up:16x16', '16x16,32x32'), indices constrained to a selector ('3,4,6,7@16x16') or alternatives tried in
+    order ('3,4,6,7@16x16|16x16') -> the normalised text, resolved per model by :func:`resolve_layers`."""
+    text = text.strip().lower().replace(" ", "")
     if text in ("", "all"):
         return None
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if parts and all(all(_selector_part(x) for x in p.split(":")) for p in parts):
-        return ",".join(parts)
+    if "|" in text or "@" in text:
+        for alt in text.split("|"):
+            idx, _, sel = alt.partition("@")
+            _indices(idx) if (sel or not _is_selector(idx)) else None
+            if sel and not _is_selector(sel):
+                raise ValueError(f"recipe field 'layers': {alt!r}: after '@' comes a selector like 16x16 or up:16x16")
+        return text
+    if _is_selector(text):
+        return text
+    return _indices(text)
+
+
+def _is_selector(text: str) -> bool:
+    parts = [p for p in text.split(",") if p]
+    return bool(parts) and all(all(_selector_part(x) for x in p.split(":")) for p in parts)
+
+
+def _indices(text: str) -> tuple[int, ...]:
     out: set[int] = set()
     try:
-        for part in parts:
+        for part in (p for p in text.split(",") if p):
             if "-" in part:
                 a, b = part.split("-")
                 out.update(range(int(a), int(b) + 1))
@@ -156,22 +174,39 @@ def parse_layers(text: str) -> tuple[int, ...] | str | None:
     return tuple(sorted(out))
 
 
+def _select(selector: str, layers: Sequence[LayerInfo]) -> set[int]:
+    chosen = set()
+    for part in selector.split(","):
+        keys = part.split(":")
+        for info in layers:
+            if all((k == info.block) if k in BLOCKS else (k == f"{info.resolution}x{info.resolution}") for k in keys):
+                chosen.add(info.index)
+    return chosen
+
+
+def _alternative(alt: str, layers: Sequence[LayerInfo]) -> tuple[int, ...] | None:
+    """One alternative resolved, or None when this model does not have what it names."""
+    idx, _, sel = alt.partition("@")
+    if not sel and _is_selector(idx):
+        chosen = _select(idx, layers)
+        return tuple(sorted(chosen)) if chosen else None
+    want = _indices(idx)
+    allowed = _select(sel, layers) if sel else {i.index for i in layers}
+    return want if want and set(want) <= allowed else None
+
+
 def resolve_layers(spec: tuple[int, ...] | str | None, layers: Sequence[LayerInfo], model: str = "the model") -> tuple[int, ...] | None:
     """A recipe's layer field as indices of this model's cross-attention layers (None = all)."""
     n = len(layers)
     if spec is None:
         return None
     if isinstance(spec, str):
-        chosen = set()
-        for part in spec.split(","):
-            keys = part.split(":")
-            for info in layers:
-                if all((k == info.block) if k in BLOCKS else (k == f"{info.resolution}x{info.resolution}") for k in keys):
-                    chosen.add(info.index)
-        if not chosen:
-            have = ", ".join(f"{i.index}: {i.block} {i.resolution}x{i.resolution}" for i in layers)
-            raise ValueError(f"recipe field 'layers': {spec!r} selects no cross-attention layer of {model} ({have})")
-        return tuple(sorted(chosen))
+        for alt in spec.split("|"):
+            got = _alternative(alt, layers)
+            if got is not None:
+                return got
+        have = ", ".join(f"{i.index}: {i.block} {i.resolution}x{i.resolution}" for i in layers)
+        raise ValueError(f"recipe field 'layers': {spec!r} selects no cross-attention layer of {model} ({have})")
     if spec and max(spec) >= n:
         raise ValueError(f"recipe field 'layers': {max(spec)} out of range; {model} has {n} cross-attention layers (0..{n - 1})")
     return tuple(spec)
@@ -195,6 +230,8 @@ def _parse(key: str, value: str) -> Any:
         if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise ValueError(f"recipe field {key!r}: expected true/false, got {value!r}")
         return value.lower() in ("true", "1", "yes")
+    if key == "batch_size" and value.strip().lower() == "auto":
+        return 0
     if key in ("seed", "batch_size"):
         return int(value)
     if key == "guidance_scale":
@@ -220,7 +257,9 @@ VILOURAS2024 = Recipe(
     mode="ddim-inversion",
     grid="stride:3",  # published "300-step trailing" grid: t = 0, 3, ..., 999 (334 entries)
     steps=(120, 180),  # t = 360..537
-    layers="16x16",  # on the MONAI LDM exactly the published layers 3, 4, 6, 7 (its four 16x16 layers)
+    # the published layers 3, 4, 6, 7 of the MONAI LDM (four of its six 16x16 layers: the second attention of the
+    # 16x16 down block, the mid block, the second and third of the 16x16 up block); elsewhere: every 16x16 layer
+    layers="3,4,6,7@16x16|16x16",
     tokens="all",
     layer_norm=True,
     upsample="bilinear",

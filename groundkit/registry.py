@@ -233,7 +233,7 @@ def detect_adapter(path: str | Path) -> str:
     return hits[0]
 
 
-def _with_folder_config(entry: CheckpointEntry) -> CheckpointEntry:
+def with_folder_config(entry: CheckpointEntry) -> CheckpointEntry:
     cfg = folder_config(entry.path, entry.adapter)
     options = adapter_options(entry.adapter)
     entry.options = {**{k: v for k, v in cfg.items() if k in options}, **entry.options}
@@ -251,7 +251,7 @@ def resolve(checkpoint: str | Path, checkpoints_file: str | Path | None = None) 
         missing = entry.missing_files()
         if missing:
             raise FileNotFoundError(f"checkpoint {entry.name!r}: missing file {entry.path / missing[0]}. {entry.source}".strip())
-        return _with_folder_config(entry)
+        return with_folder_config(entry)
     p = Path(checkpoint)
     if not p.exists():
         raise ValueError(f"{checkpoint!r} is neither a checkpoint name ({', '.join(entries)}) nor an existing folder")
@@ -273,11 +273,26 @@ def entry_for_verify(name_or_path: str | os.PathLike, checkpoints_file: str | Pa
     entries = load_checkpoints(checkpoints_file)
     if isinstance(name_or_path, str) and name_or_path in entries:
         entry = entries[name_or_path]
-        return _with_folder_config(entry) if entry.path.is_dir() else entry
+        return with_folder_config(entry) if entry.path.is_dir() else entry
     p = Path(name_or_path).expanduser()
     if not p.exists():
         raise ValueError(f"{str(name_or_path)!r} is neither a checkpoint name ({', '.join(entries)}) nor an existing folder")
     return _folder_entry(p)
+
+
+def register_checkpoint_recipes(checkpoints_file: str | Path | None = None) -> list[str]:
+    """Register the own default recipe (``<name>-default``) of every checkpoint that has one and is here, so
+    that listings and lookups by name find it before the checkpoint is first loaded. Returns their names."""
+    names = []
+    for entry in load_checkpoints(checkpoints_file).values():
+        if entry.path.is_dir():
+            try:
+                entry = with_folder_config(entry)
+            except (OSError, ValueError):  # a broken folder config is reported when that checkpoint is used
+                continue
+        if entry.overrides:
+            names.append(entry.default_recipe)
+    return names
 
 
 def recipe_of(entry: CheckpointEntry) -> Recipe:

@@ -42,7 +42,7 @@ def _stack(rec: Recorder, layers, size: int) -> torch.Tensor:
     """(L, G, size, size): every layer's per-token maps nearest-upsampled to the largest grid."""
     maps = [F.interpolate(rec.maps[("k", info.index)][None], size=(size, size), mode="nearest")[0] for info in layers]
     rec.maps.clear()
-    return torch.stack(maps)
+    return torch.stack(maps).cpu()  # the published code's numpy post-processing runs on the host
 
 
 def published_unconditional(adapter) -> torch.Tensor:
@@ -76,14 +76,14 @@ def published_bbm(model, image, phrase: str, token_positions: list[int], seed: i
     gt_maps, txt_maps = [], []
     with a.capture(rec):
         for i, t in enumerate(sched.timesteps):
-            eps_post = torch.randn(tuple(dist.mean.shape), generator=step_generator(seed, STREAM_POSTERIOR, i))
+            eps_post = torch.randn(tuple(dist.mean.shape), generator=step_generator(seed, STREAM_POSTERIOR, i)).to(a.device)
             z0 = (dist.mean + dist.std * eps_post) * a.scale_factor  # latent_dist.sample(), scaled
             noise = torch.randn(tuple(z0.shape), generator=step_generator(seed, STREAM_GT_NOISE, i))
-            zt = sched.add_noise(z0, noise, t[None])
+            zt = sched.add_noise(z0, noise.to(z0.device), t[None])
             _record(a, rec, positions, zt, t, pair)
             gt_maps.append(_stack(rec, layers, size))
         if bbm:
-            latents = torch.randn(tuple(dist.mean.shape), generator=step_generator(seed, STREAM_TEXT_PASS))
+            latents = torch.randn(tuple(dist.mean.shape), generator=step_generator(seed, STREAM_TEXT_PASS)).to(a.device)
             for t in sched.timesteps:
                 pred = _record(a, rec, positions, latents, t, pair).float()
                 uncond, c = pred.chunk(2)

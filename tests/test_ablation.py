@@ -1,4 +1,4 @@
-"""Window ablation (issue 6): one capture per sample, every window evaluated from the store.
+"""Window ablation: one capture per sample, every window evaluated from the store.
 
 Tiny MONAI bundle (DDIM inversion, Vilouras protocol) on a hand-written MS-CXR v1.1.0 set; the demo
 checkpoint on synthetic data through the CLI. Windows use grid stride:50 (20 steps) to stay fast.
@@ -239,6 +239,17 @@ def test_sweep_notebook_api(model, dataset):
         A.sweep(model, img, "x ray", [(1, 1, 5, 5)], recipe="nuetzel2025-bbm")
     with pytest.raises(ValueError, match="exceeds the grid"):
         A.sweep(model, img, "x ray", [(1, 1, 5, 5)], step_windows="0:30", recipe="vilouras2024", **BASE)
+
+
+def test_layer_selectors_in_the_grid_are_this_models_indices(model, dataset):
+    """'16x16' and 'up:16x16' in a layers grid name this model's layers, like the recipe field does."""
+    img = dataset[0].image_path
+    res = A.sweep(model, img, "small left pleural effusion", [(30, 44, 20, 18)], "16x16;up:16x16;3,4", "1:2", ["none"],
+                  recipe="vilouras2024", categories=["Pleural Effusion"], **BASE)
+    want16 = tuple(i.index for i in model.layers if i.resolution == 16)
+    want_up16 = tuple(i.index for i in model.layers if i.resolution == 16 and i.block == "up")
+    assert want16 and want_up16 and want_up16 != want16
+    assert [c.layers for c in res.cells] == [want16, want_up16, (3, 4)]
 
 
 def test_vilouras_table2_side_by_side(tmp_path):

@@ -27,12 +27,28 @@ from groundkit.verify import verify_checkpoint
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 
 
-def _build(name: str, root: Path) -> Path:
-    """A tiny checkpoint of the family in its published on-disk layout."""
+def _build(name: str, root: Path, layout: str | None = None) -> Path:
+    """A tiny checkpoint of the family in its published on-disk layout (``layout``: one of several the family
+    serves; its checkpoint options go into the folder's groundkit.yaml, as a checkpoints.yaml entry would set them)."""
     if name == "monai-ldm":
         from builders import build_monai_bundle
 
         folder = build_monai_bundle(root, tiny=True)
+        (folder / "groundkit.yaml").write_text("image_size: 64\n")
+        return folder
+    if name == "diffusers-sd" and layout == "radedit":
+        import yaml
+
+        from groundkit.families.diffusers_sd.testing_radedit import build_radedit, radedit_entry
+
+        folder = build_radedit(root, tiny=True)
+        options = {k: v for k, v in radedit_entry(folder, image_size=64).items() if k != "path"}
+        (folder / "groundkit.yaml").write_text(yaml.safe_dump(options))
+        return folder
+    if name == "diffusers-sd" and layout in ("roentgen", "sd2-v"):
+        from groundkit.families.diffusers_sd.testing_roentgen import build_sd_clip
+
+        folder = build_sd_clip(root, tiny=True, variant="sd1" if layout == "roentgen" else "sd2-v", name=layout)
         (folder / "groundkit.yaml").write_text("image_size: 64\n")
         return folder
     if name == "diffusers-sd":
@@ -49,16 +65,20 @@ def _build(name: str, root: Path) -> Path:
 
 
 ADAPTERS = gk.list_adapters()
+# families that serve several published layouts are exercised with each (diffusers-sd: Nuetzel's SD-1.5 +
+# CXR-BERT, RadEdit's U-Net + SDXL VAE + BioViL-T, RoentGen's SD 1.x + CLIP, SD 2.x v-prediction + CLIP)
+LAYOUTS = {"diffusers-sd": [None, "radedit", "roentgen", "sd2-v"]}
+CASES = [f"{a}:{lay}" if lay else a for a in ADAPTERS for lay in LAYOUTS.get(a, [None])]
 
 
 def test_the_suite_sees_the_plugin_and_the_builtins():
     assert {"monai-ldm", "diffusers-sd", "toy-family"} <= set(ADAPTERS)
 
 
-@pytest.fixture(scope="module", params=ADAPTERS)
+@pytest.fixture(scope="module", params=CASES)
 def family(request, tmp_path_factory):
-    name = request.param
-    folder = _build(name, tmp_path_factory.mktemp(name))
+    name, _, layout = request.param.partition(":")
+    folder = _build(name, tmp_path_factory.mktemp(request.param.replace(":", "-")), layout or None)
     cfg = folder.parent / "checkpoints.yaml"
     cfg.write_text(f"checkpoints:\n  tiny-{name}:\n    adapter: {name}\n    path: {folder}\n    recipe: nuetzel2025\n"
                    f"    source: built by the contract suite\n")

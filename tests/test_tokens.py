@@ -1,4 +1,4 @@
-"""Token filters (SPEC section 4): hand-built TextBatches (WordPiece and CLIP-BPE style sub-words), a real
+"""Token filters (docs/protocols.md §4): hand-built TextBatches (WordPiece and CLIP-BPE style sub-words), a real
 BertTokenizerFast built from a small vocab.txt, and lexical-backend agreement on MS-CXR-style phrases."""
 from __future__ import annotations
 
@@ -102,8 +102,18 @@ def test_disease_selects_all_subtokens_of_keyword_word(ptx):
     assert sel.fallback is None and sel.words == ("pneumothorax",)
 
 
-@pytest.mark.parametrize("category,reason", [(None, "no category"), ("Edema", "no Edema keyword"),
-                                             ("Nodule", "no keywords for category")])
+def test_disease_without_category_uses_the_categories_the_phrase_names(ptx):
+    """No category given: every category whose keyword the phrase contains (here Pneumothorax) selects."""
+    sel = T.select_tokens(ptx, 0, "disease", None)
+    assert sel.fallback is None and sel.words == ("pneumothorax",) and list(sel.positions) == [4, 5]
+    assert sel.extra["inferred_categories"] == ["Pneumothorax"]
+    plain = hand_batch("small left apical lucency", PTX_PIECES[:4], 10)
+    none = T.select_tokens(plain, 0, "disease", None)
+    assert none.fallback is not None and "no category" in none.fallback
+    assert list(none.positions) == T.selected_positions(plain, 0, "all")
+
+
+@pytest.mark.parametrize("category,reason", [("Edema", "no Edema keyword"), ("Nodule", "no keywords for category")])
 def test_disease_falls_back_to_all_and_says_so(ptx, category, reason):
     sel = T.select_tokens(ptx, 0, "disease", category)
     assert list(sel.positions) == T.selected_positions(ptx, 0, "all")

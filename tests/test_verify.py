@@ -344,7 +344,7 @@ def test_full_size_monai_networks_on_meta(tmp_path):
     assert all(t.is_meta for t in list(ae.state_dict().values()) + list(unet.state_dict().values()))
     assert sum(p.numel() for p in unet.parameters()) == 263_636_995
     attn2 = [n for n, _ in unet.named_modules() if n.endswith(".attn2")]
-    assert len(attn2) == 11  # SPEC 2.1
+    assert len(attn2) == 11  # docs/protocols.md §1
     assert attn2[0].startswith("down_blocks.1.attentions.0") and attn2[4].startswith("middle_block.attention")
     assert unet.block_out_channels == (256, 512, 768) or list(unet.block_out_channels) == [256, 512, 768]
 

@@ -14,7 +14,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from groundkit.bench.configs import Config, merge_configs
 from groundkit.bench.rows import load_run, metric_value, read_dir_rows
 from groundkit.core.categories import ordered
 
-__all__ = ["Comparison", "compare", "select_config", "paired_bootstrap"]
+__all__ = ["Comparison", "compare", "select_config", "paired_bootstrap", "paired_rows"]
 
 MACRO, PER_SAMPLE, WEIGHTED = "Macro mean", "Per-sample mean", "Weighted Avg. (squared counts)"
 
@@ -124,7 +124,16 @@ def compare(dir_a: str | Path, dir_b: str | Path, checkpoint_a: str | None = Non
     cmp = Comparison(f"{da}:{ca.label} (recipe {ca.recipe_digest})", f"{db}:{cb.label} (recipe {cb.recipe_digest})",
                      ca.protocol, metrics, n_boot, seed, level,
                      unpaired_a=len(set(rows_a) - set(common)), unpaired_b=len(set(rows_b) - set(common)))
-    rng = np.random.default_rng(seed)
+    cmp.rows = paired_rows(rows_a, rows_b, metrics, ca.protocol, n_boot, np.random.default_rng(seed), level)
+    return cmp
+
+
+def paired_rows(rows_a: Mapping[str, Mapping[str, Any]], rows_b: Mapping[str, Mapping[str, Any]], metrics: Sequence[str],
+                protocol: str, n_boot: int, rng: np.random.Generator, level: float = 0.95) -> list[dict[str, Any]]:
+    """B - A per metric and category (+ overall rows) with percentile bootstrap intervals, over the sample ids
+    both sides hold (rows by sample_id; a pair counts for a metric when both values are finite)."""
+    out: list[dict[str, Any]] = []
+    common = sorted(set(rows_a) & set(rows_b))
     q = ((1 - level) / 2 * 100, (1 + level) / 2 * 100)
     for m in metrics:
         by_cat: dict[str, tuple[list[float], list[float]]] = {}
@@ -134,36 +143,41 @@ def compare(dir_a: str | Path, dir_b: str | Path, checkpoint_a: str | None = Non
                 va, vb = by_cat.setdefault(rows_a[sid]["category"], ([], []))
                 va.append(a)
                 vb.append(b)
-        cats = ordered(by_cat)
-        boots, means_a, means_b, counts = [], [], [], []
-        for c in cats:
-            a, b = np.array(by_cat[c][0]), np.array(by_cat[c][1])
-            bt = paired_bootstrap(b - a, n_boot, rng)
-            boots.append(bt)
-            means_a.append(a.mean())
-            means_b.append(b.mean())
-            counts.append(len(a))
-            lo, hi = np.percentile(bt, q)
-            cmp.rows.append({"metric": m, "category": c, "n": len(a), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
-                             "diff": float(b.mean() - a.mean()), "lo": float(lo), "hi": float(hi)})
-        if not cats:
-            continue
-        B = np.stack(boots)
-        n = np.array(counts, dtype=np.float64)
-        ma, mb = np.array(means_a), np.array(means_b)
-        overall = [(MACRO, np.ones_like(n), B.mean(axis=0))]
-        if ca.protocol == "nuetzel":
-            w = n**2
-            overall.append((WEIGHTED, w, (w[:, None] * B).sum(axis=0) / w.sum()))
-        for name, w, bt in overall:
-            ea, eb = float((w * ma).sum() / w.sum()), float((w * mb).sum() / w.sum())
-            lo, hi = np.percentile(bt, q)
-            cmp.rows.append({"metric": m, "category": name, "n": int(n.sum()), "mean_a": ea, "mean_b": eb,
-                             "diff": eb - ea, "lo": float(lo), "hi": float(hi)})
-        all_a = np.concatenate([by_cat[c][0] for c in cats])
-        all_b = np.concatenate([by_cat[c][1] for c in cats])
-        lo, hi = np.percentile(paired_bootstrap(all_b - all_a, n_boot, rng), q)
-        cmp.rows.append({"metric": m, "category": PER_SAMPLE, "n": len(all_a), "mean_a": float(all_a.mean()),
-                         "mean_b": float(all_b.mean()), "diff": float(all_b.mean() - all_a.mean()),
-                         "lo": float(lo), "hi": float(hi)})
-    return cmp
+        out += _metric_rows(m, by_cat, protocol, n_boot, rng, q)
+    return out
+
+
+def _metric_rows(m, by_cat, protocol, n_boot, rng, q) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cats = ordered(by_cat)
+    boots, means_a, means_b, counts = [], [], [], []
+    for c in cats:
+        a, b = np.array(by_cat[c][0]), np.array(by_cat[c][1])
+        bt = paired_bootstrap(b - a, n_boot, rng)
+        boots.append(bt)
+        means_a.append(a.mean())
+        means_b.append(b.mean())
+        counts.append(len(a))
+        lo, hi = np.percentile(bt, q)
+        out.append({"metric": m, "category": c, "n": len(a), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+                    "diff": float(b.mean() - a.mean()), "lo": float(lo), "hi": float(hi)})
+    if not cats:
+        return out
+    B = np.stack(boots)
+    n = np.array(counts, dtype=np.float64)
+    ma, mb = np.array(means_a), np.array(means_b)
+    overall = [(MACRO, np.ones_like(n), B.mean(axis=0))]
+    if protocol == "nuetzel":
+        w = n**2
+        overall.append((WEIGHTED, w, (w[:, None] * B).sum(axis=0) / w.sum()))
+    for name, w, bt in overall:
+        ea, eb = float((w * ma).sum() / w.sum()), float((w * mb).sum() / w.sum())
+        lo, hi = np.percentile(bt, q)
+        out.append({"metric": m, "category": name, "n": int(n.sum()), "mean_a": ea, "mean_b": eb,
+                    "diff": eb - ea, "lo": float(lo), "hi": float(hi)})
+    all_a = np.concatenate([by_cat[c][0] for c in cats])
+    all_b = np.concatenate([by_cat[c][1] for c in cats])
+    lo, hi = np.percentile(paired_bootstrap(all_b - all_a, n_boot, rng), q)
+    out.append({"metric": m, "category": PER_SAMPLE, "n": len(all_a), "mean_a": float(all_a.mean()),
+                "mean_b": float(all_b.mean()), "diff": float(all_b.mean() - all_a.mean()), "lo": float(lo), "hi": float(hi)})
+    return out

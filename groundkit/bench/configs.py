@@ -48,6 +48,8 @@ def merge_configs(old: Sequence[Mapping[str, Any]], new: Sequence[Config]) -> li
         if not any(o.checkpoint == c.checkpoint and o.recipe_digest == c.recipe_digest for o in out):
             out.append(c)
     names = [c.checkpoint for c in out]
-    for c in out:
-        c.label = c.checkpoint if names.count(c.checkpoint) == 1 else f"{c.checkpoint}@{c.recipe_digest}"
+    named = [f"{c.checkpoint}/{c.recipe.get('name', '?')}" for c in out]
+    for c, full in zip(out, named):
+        # the checkpoint alone while it is unique; else checkpoint/recipe name; the digest only when both repeat
+        c.label = c.checkpoint if names.count(c.checkpoint) == 1 else (full if named.count(full) == 1 else f"{full}@{c.recipe_digest}")
     return out

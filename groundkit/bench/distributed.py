@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
 from collections import OrderedDict
 from typing import Any, Iterable, Sequence
 
-__all__ = ["barrier", "dist_info", "gather_counts", "group_by_image", "init_distributed", "rank_device", "shard_samples"]
+__all__ = ["barrier", "cap_threads", "dist_info", "gather_counts", "group_by_image", "init_distributed", "rank_device",
+           "shard_samples"]
 
 
 def dist_info() -> tuple[int, int]:
@@ -37,6 +39,61 @@ def init_distributed(device: str | None = None) -> bool:
     timeout = _dt.timedelta(seconds=float(os.environ.get("GROUNDKIT_DIST_TIMEOUT", 24 * 3600)))
     dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
     return True
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+    try:  # allowed only before the first inter-op parallel work of the process
+        torch.set_num_interop_threads(n)
+    except RuntimeError:
+        pass
+
+
+def cap_threads(device: str | None, threads: int | None) -> int | None:
+    """CPU threads of this process; returns the number set, or None when nothing was changed.
+
+    ``threads`` (the user's ``--threads``) is applied as given, on any device. Otherwise, under a multi-rank
+    launch on CPU (WORLD_SIZE > 1, not using CUDA) the ranks of one node share its cores: each rank keeps
+    at most max(1, cores // LOCAL_WORLD_SIZE) threads (cores: its CPU affinity) whatever OMP_NUM_THREADS says (K ranks x N threads
+    on fewer cores thrash: 2 ranks x 2 threads on 2 cores ran > 50x slower), and says so in one stderr
+    line. On CUDA, and in a single process, nothing changes."""
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = f"rank {os.environ.get('RANK', '0')}/{world}"
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        _set_threads(threads)
+        if world > 1:
+            print(f"{rank}: CPU threads {threads} (--threads {threads})", file=sys.stderr, flush=True)
+        return threads
+    if world <= 1 or (torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))):
+        return None
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    cores = _cores()
+    cap = max(1, cores // local)
+    before = torch.get_num_threads()
+    _set_threads(min(before, cap))
+    n = torch.get_num_threads()  # what the rank really uses
+    omp = os.environ.get("OMP_NUM_THREADS")
+    why = f"{cores} cores / {local} local ranks"
+    if before > cap:
+        what = f"capped at {n} ({why}; " + (f"OMP_NUM_THREADS={omp} ignored)" if omp else f"torch default {before} ignored)")
+    else:
+        what = f"{n}, within the cap of {cap} ({why}" + (f"; OMP_NUM_THREADS={omp})" if omp else ")")
+    print(f"{rank}: CPU threads {what} - set --threads to override", file=sys.stderr, flush=True)
+    return n
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a SLURM allocation), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def barrier() -> None:

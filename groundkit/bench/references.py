@@ -66,7 +66,12 @@ def recipe_differences(recipe: Mapping[str, Any], published: str, ignore: Sequen
         a = list(v) if isinstance(v, (list, tuple)) else v
         b = list(ref[k]) if isinstance(ref[k], (list, tuple)) else ref[k]
         if a != b:
-            out.append(f"{k}={_fmt_field(v)} (published {_fmt_field(ref[k])})")
+            if k == "layers":
+                from groundkit.recipes import describe_layers
+
+                out.append(f"layers={describe_layers(v)} (published {describe_layers(ref[k])})")
+            else:
+                out.append(f"{k}={_fmt_field(v)} (published {_fmt_field(ref[k])})")
     return out
 
 

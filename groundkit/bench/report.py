@@ -146,7 +146,7 @@ p.note{font-size:.85em;color:#555;margin:.2em 0;overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}pre{overflow-x:auto;max-width:100%}
 .charts img{max-width:100%;margin:.4em 0}
 .gallery td{text-align:center;vertical-align:top;white-space:normal;max-width:340px}
-.gallery img{max-width:320px}.cap{font-size:.8em;color:#444}
+.gallery img{width:320px;max-width:100%;height:auto}.cap{font-size:.8em;color:#444}
 .err{color:#b00020}
 """
 
@@ -181,7 +181,8 @@ def _charts(out: Path, tables) -> list[str]:
         img = viz.category_bars(g["table"], metric, path=out / "figures" / f"{protocol}_{metric}.png",
                                 reference=g["reference"] or None,
                                 title=f"{metric} per category ({protocol} protocol; error bars: standard error)",
-                                reference_label="published")
+                                reference_label="published",
+                                ylim=(0.0, 1.0) if metric.startswith(("auroc", "miou", "top1")) else None)
         parts.append(f"<img alt='{html.escape(metric)}' src='{_png_data(img)}'>")
     return parts
 
@@ -235,7 +236,7 @@ def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: 
                         cells.append(f"<td class='err'>{esc(g.sample_id)}: {esc(g.error or '')}</td>")
                     else:
                         cells.append(f"<td><img src='{_png_data(g.path)}' alt='{esc(g.sample_id)}'><div class='cap'>"
-                                     f"{esc(g.sample_id)} · {esc(g.metric)} = {g.value:.3f}<br>{esc(g.phrase)}</div></td>")
+                                     f"{esc(g.sample_id)} · {esc(g.metric)} = {g.value:.3f}</div></td>")
                 body.append(f"<tr><td>{esc(cat)}</td>{''.join(cells)}</tr>")
             body.append("</tbody></table></div>")
 

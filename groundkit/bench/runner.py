@@ -31,7 +31,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from groundkit.bench.configs import Config, configs_with_rows, merge_configs
-from groundkit.bench.distributed import barrier, dist_info, gather_counts, group_by_image, rank_device, shard_samples
+from groundkit.bench.distributed import barrier, cap_threads, dist_info, gather_counts, group_by_image, rank_device, shard_samples
+from groundkit.bench.progress import Progress
 from groundkit.bench.rows import RANK_FILE, ROWS_FILE, RUN_FILE, RowWriter, read_dir_rows, row_files, row_key
 from groundkit.core.io import atomic_write_json, atomic_write_lines, clean_json, ensure_dir
 
@@ -191,11 +192,18 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _load_model(plan: _Plan, device, dtype, checkpoints_file):
+def _dtype_name(dtype, device) -> str:
+    """The U-Net dtype a run uses ("auto" resolved for its device), for run.json."""
+    from groundkit.api import pick_device, resolve_dtype
+
+    return str(resolve_dtype(dtype, pick_device(device))).replace("torch.", "")
+
+
+def _load_model(plan: _Plan, device, dtype, checkpoints_file, compile: bool = False):
     if plan.model is None:
         from groundkit.api import load
 
-        plan.model = load(plan.source, device=device, dtype=dtype, checkpoints_file=checkpoints_file)
+        plan.model = load(plan.source, device=device, dtype=dtype, checkpoints_file=checkpoints_file, compile=compile)
     return plan.model
 
 
@@ -238,12 +246,17 @@ class _Session:
     info: dict[str, Any]
 
 
-def _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, limit, dataset, checkpoints_file) -> _Session:
-    """Plan the configs, clear the folder when not resuming, merge with earlier sessions, write run.json."""
+def _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, limit, dataset, checkpoints_file,
+           threads: int | None = None) -> _Session:
+    """Cap the CPU threads, plan the configs, clear the folder when not resuming, merge with earlier sessions,
+    write run.json."""
+    import torch
+
     from groundkit.api import versions
 
     rank, world = dist_info()
     device = rank_device(device, world)
+    cap_threads(device, threads)  # before any model loads
     load_report = getattr(samples, "report", None)
     samples = list(samples)[:limit] if limit is not None else list(samples)
     ids = [s.sample_id for s in samples]
@@ -262,7 +275,7 @@ def _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, lim
         p.config.label = next(c.label for c in configs if c.checkpoint == p.config.checkpoint
                               and c.recipe_digest == p.config.recipe_digest)
     started = _now()
-    info = {"started": started, "finished": None, "world_size": world, "device": device,
+    info = {"started": started, "finished": None, "world_size": world, "device": device, "threads": torch.get_num_threads(),
             "checkpoints": [p.config.label for p in plans], "dataset": _dataset_info(samples, dataset, limit, load_report)}
     if rank == 0:
         atomic_write_json(out / RUN_FILE, {
@@ -287,33 +300,27 @@ def _start_over(out: Path, rank: int, world: int) -> None:
 def _work(s: _Session, resume: bool, retry_errors: bool, dtype: str, progress: bool, checkpoints_file,
           on_row: Callable[[dict], None] | None) -> tuple[list[dict], int]:
     """Ground this rank's share; rows are written as they come. Returns (rows written, samples skipped)."""
-    from tqdm.auto import tqdm
-
     done = {row_key(r) for r in read_dir_rows(s.out) if not (retry_errors and r.get("error"))} if resume else set()
     mine = shard_samples(s.samples, s.rank, s.world)
     todo = [(p, [x for x in mine if (p.config.checkpoint, x.sample_id, p.config.recipe_digest) not in done]) for p in s.plans]
     skipped = sum(len(mine) - len(t) for _, t in todo)
-    desc = "benchmark" + (f" [rank {s.rank}/{s.world}]" if s.world > 1 else "")
-    bar = tqdm(total=sum(len(t) for _, t in todo), desc=desc, unit="sample", disable=not progress,
-               position=s.rank if s.world > 1 else None, dynamic_ncols=True)
+    bar = Progress(sum(len(t) for _, t in todo), rank=s.rank, world=s.world, enabled=progress)
     written: list[dict] = []
     writer = RowWriter(s.out / (ROWS_FILE if s.world == 1 else f"rows.rank{s.rank}.jsonl"))
     try:
         for plan, pending in todo:
             if not pending:
                 continue
-            model = _load_model(plan, s.device, dtype, checkpoints_file)
+            model = _load_model(plan, s.device, dtype, checkpoints_file, bool(s.info.get("compile")))
             model.recipe(plan.recipe)  # a recipe that does not fit the model fails the run, not every sample
+            bar.begin()
             for group in group_by_image(pending).values():
                 for row in _ground_group(model, plan, group):
                     writer.write(row)
                     written.append(row)
                     if on_row is not None:
                         on_row(row)
-                    bar.update(1)
-                n_err = sum(bool(r["error"]) for r in written)
-                if n_err:
-                    bar.set_postfix(failed=n_err)
+                    bar.update(1, failed=int(bool(row["error"])))
             if plan is not todo[-1][0]:
                 _release(plan)
     finally:
@@ -339,7 +346,8 @@ def _finish(s: _Session, result: BenchmarkResult, tables: bool, report: bool, ga
     if tables:
         from groundkit.bench.tables import build_tables, write_tables
 
-        t = result.tables = build_tables(rows, s.configs, reference_dir=reference_dir)
+        t = result.tables = build_tables(rows, s.configs, reference_dir=reference_dir,
+                                         dataset=str(s.info["dataset"].get("kind") or "unknown"))
         result.files.update(write_tables(t, s.out))
         if report:
             from groundkit.bench.report import build_gallery, write_report
@@ -366,7 +374,8 @@ def run_benchmark(
     resume: bool = True,
     retry_errors: bool = False,
     device: str | None = None,
-    dtype: str = "float32",
+    dtype: str = "auto",
+    compile: bool = False,
     limit: int | None = None,
     progress: bool = True,
     dataset: Mapping[str, Any] | None = None,
@@ -376,6 +385,7 @@ def run_benchmark(
     reference_dir: str | Path | None = None,
     checkpoints_file: str | Path | None = None,
     on_row: Callable[[dict], None] | None = None,
+    threads: int | None = None,
 ) -> BenchmarkResult:
     """Ground and score every sample with every checkpoint; see the module docstring.
 
@@ -384,12 +394,16 @@ def run_benchmark(
     samples: ``Sample``s (``groundkit.bench.datasets.load_dataset``); ``limit`` keeps the first N.
     resume: skip (checkpoint, sample_id, recipe digest) rows already in ``out_dir`` (False: start over);
     retry_errors: also re-run the samples whose row holds an error.
+    progress: a tqdm bar on a terminal, else a plain line every 30 s (groundkit.bench.progress); False: silent.
+    dtype: the U-Net's ("auto": bfloat16 on CUDA, float32 elsewhere); compile: torch.compile the U-Net.
+    threads: CPU threads (torch.set_num_threads); None: torch's own, except under a multi-rank launch on CPU,
+    where each rank is capped at cores // local ranks (``groundkit.bench.distributed.cap_threads``).
     dataset: a description recorded in run.json (kind, csv, images, split ...).
     tables / report / gallery: what rank 0 builds at the end (gallery = re-grounding the best, median
     and worst sample per category and config, for the overlays of the HTML report).
     """
-    s = _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, limit, dataset, checkpoints_file)
-    s.info["dtype"] = dtype
+    s = _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, limit, dataset, checkpoints_file, threads)
+    s.info["dtype"], s.info["compile"] = _dtype_name(dtype, s.device), compile
     written, skipped = _work(s, resume, retry_errors, dtype, progress, checkpoints_file, on_row)
     total_new, total_skipped = gather_counts(len(written), skipped)  # also the barrier before merging
     result = BenchmarkResult(s.out, s.configs, written, len(written), skipped, [r for r in written if r["error"]],

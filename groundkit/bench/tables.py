@@ -33,6 +33,7 @@ import numpy as np
 from groundkit.bench.configs import Config
 from groundkit.bench.references import load_references, nuetzel_reference_columns, recipe_differences
 from groundkit.bench.rows import metric_value
+from groundkit.bench.sidebyside import side_by_side
 from groundkit.core.categories import CATEGORIES, NUETZEL_ORDER, VILOURAS_ORDER
 from groundkit.evaluation.protocols import Aggregate, aggregate
 
@@ -144,11 +145,15 @@ def _sem(values: list[float]) -> float:
 # --------------------------------------------------------------------------------------------
 # building
 # --------------------------------------------------------------------------------------------
-def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_dir: str | Path | None = None) -> Tables:
+def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_dir: str | Path | None = None,
+                 dataset: str = "mscxr") -> Tables:
+    """Tables for the rows; published numbers (MS-CXR) sit beside ours with differences only when ``dataset`` is
+    "mscxr": on any other data they are shown apart, in a reference section, and nothing is subtracted."""
     refs = load_references(reference_dir)
+    compare = dataset == "mscxr"
     sections: list[Section] = [Section("groundkit benchmark", [], [], [
         "Every number below is labelled by protocol; the Vilouras and Nützel protocols compute different metric "
-        "variants (SPEC section 6) and are never mixed. Failed samples are left out of every mean.",
+        "variants (docs/protocols.md) and are never mixed. Failed samples are left out of every mean.",
         "Published numbers: " + (", ".join(f"{k}.csv" for k in refs) if refs else
                                  "not found (groundkit/assets/reference/ or GROUNDKIT_REFERENCE_DIR)") + "."], level=2)]
     csvs: dict[str, list[dict[str, Any]]] = {}
@@ -167,13 +172,23 @@ def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_d
         if n_drop:
             sections[0].notes.append(f"{cfg.label}: {n_drop} sample(s) dropped because the token filter selected no "
                                      "token (as the published code, whose map is NaN there); they are in no mean.")
+    if not compare:
+        sections[0].notes.append(f"Dataset: {dataset}, not MS-CXR: the papers' published numbers are not comparable with "
+                                 "these and are not subtracted from them; they are listed apart, under 'Reference: published "
+                                 "numbers on MS-CXR'.")
     missing = [c.label for c in configs if c.label not in aggs]
     if missing:
         sections[0].notes.append("No successful rows yet for: " + ", ".join(missing) + ".")
+    shown = refs if compare else {}
     if vil:
-        _vilouras_table(vil, aggs, data, refs, sections, csvs, bars)
+        _vilouras_table(vil, aggs, data, shown, sections, csvs, bars)
     if nue:
-        _nuetzel_tables(nue, aggs, data, refs, sections, csvs, bars)
+        _nuetzel_tables(nue, aggs, data, shown, sections, csvs, bars)
+    if not compare and refs:
+        _reference_section(refs, sections)
+    side, side_csvs = side_by_side(rows, configs, aggs)  # >= 2 configs of a protocol: paired bootstrap vs the first
+    sections += [Section(title, header, body, notes) for title, header, body, notes in side]
+    csvs.update(side_csvs)
     _all_metrics(configs, aggs, data, sections, csvs)
     summary = {c.label: {**aggs[c.label].to_dict(), "protocol": c.protocol, "recipe_digest": c.recipe_digest,
                          "checkpoint": c.checkpoint, "errors": data[c.label][1], "dropped": dropped_rows(rows, c)}
@@ -254,7 +269,7 @@ def _nuetzel_tables(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
                      "IoU, GMM mask), CNR = signed cnr (unbiased variances, min-max map). "
                      f"'{WEIGHTED}' = class means weighted by n_c² as published; '{PER_SAMPLE}' and '{MACRO}' are ours only.",
                      f"{cfg.label}: recipe {cfg.recipe.get('name')} (digest {cfg.recipe_digest}, tokens={cfg.recipe.get('tokens')}, "
-                     f"bbm={cfg.recipe.get('bbm')}); {len(ok)} samples" + (f", {n_err} failed (left out)" if n_err else ""),
+                     f"bbm={cfg.recipe.get('bbm') or 'off'}); {len(ok)} samples" + (f", {n_err} failed (left out)" if n_err else ""),
                      (f"Published column: {col}" + ("" if exact else f" (nearest published; {why})") if ref else
                       f"Published {table} not found: no reference column.")]
             if diffs:
@@ -264,7 +279,7 @@ def _nuetzel_tables(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
                              "the published ones over all 8.")
             header = ["Category", "n"]
             for metric, short, name, fmt in NUETZEL_METRICS:
-                header += [name, f"{name} published", f"Δ {name}"]
+                header += [name, f"{name} published", f"Δ {name}"] if ref else [name]
             out_rows = []
             n_tot = 0
             lines = [(c, agg.per_category.get(c)) for c in NUETZEL_ORDER] + [
@@ -284,7 +299,7 @@ def _nuetzel_tables(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
                     v = (ours or {}).get(metric, math.nan)
                     p = pub.get(f"{col}_{short}") if pub else None
                     d = _diff(v, p)
-                    line += [_fmt(v, fmt), _fmt(p, fmt), _fmt_diff(d, fmt)]
+                    line += [_fmt(v, fmt), _fmt(p, fmt), _fmt_diff(d, fmt)] if ref else [_fmt(v, fmt)]
                     rec.update({metric: v, f"{metric}_published": p if p is not None else math.nan, f"{metric}_diff": d})
                 out_rows.append(line)
                 csv_rows.append(rec)
@@ -303,6 +318,18 @@ def _nuetzel_tables(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
                                     ["category", *cols],
                                     [[c, *[_fmt(r.get(k), "{:g}") for k in cols]] for c, r in ref.items()],
                                     ["As published (miou = miou_fgbg, cnr = signed CNR)."], level=4))
+
+
+def _reference_section(refs: Mapping[str, list[dict[str, Any]]], sections: list[Section]) -> None:
+    """The published tables verbatim, clearly apart: for reading, never for subtracting from non-MS-CXR results."""
+    sections.append(Section("Reference: published numbers on MS-CXR (not comparable with this dataset)", [], [],
+                            ["As published by the papers, on MS-CXR; nothing above is compared with them."], level=2))
+    for name, rows in refs.items():
+        if not rows:
+            continue
+        cols = list(rows[0])
+        sections.append(Section(f"Published {name}", cols, [[_fmt(r.get(k), "{:g}") if isinstance(r.get(k), float) else str(r.get(k, ""))
+                                                             for k in cols] for r in rows], [], level=4))
 
 
 def _bar(bars, protocol, metric, cfg, agg, ok, reference) -> None:

@@ -37,6 +37,7 @@ def ablate(
     store_dtype: str = typer.Option("float16", "--store-dtype", help="float16 (compact) | float32 (exact)"),
     device: Optional[str] = C.device_option(),
     dtype: str = C.dtype_option(),
+    compile_: bool = C.compile_option(),
     checkpoints_file: Optional[Path] = C.checkpoints_file_option(),
     progress: bool = C.progress_option(),
     out: Path = typer.Option(..., "--out", "-o", help="output folder (the store lives in OUT/store)"),
@@ -59,7 +60,7 @@ def ablate(
         samples = load_dataset(dataset, csv=csv, images=images, data=data, split=split, limit=limit)
         if not len(samples):
             C.fail("the dataset holds no samples")
-        model = C.load_model(checkpoint, device, dtype, checkpoints_file)
+        model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
         lws, sws = layers_grid, timesteps_grid
         if preset == "vilouras-table2":
             overrides.setdefault("grid", "stride:10")

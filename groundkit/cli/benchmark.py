@@ -2,11 +2,13 @@
 
     groundkit benchmark --checkpoint A [--checkpoint B ...] [--recipe R] [--set field=value ...]
         (--dataset mscxr --csv PATH --images ROOT | --dataset synthetic --data DIR)
-        [--split S] [--limit N] [--device D] --out DIR [--no-resume] [--retry-errors] [--no-report | --no-gallery]
+        [--split S] [--limit N] [--device D] [--threads N] --out DIR [--no-resume] [--retry-errors] [--no-report | --no-gallery]
     groundkit benchmark --compare DIR1 DIR2 [--checkpoint A [--checkpoint B]] [--bootstrap 2000] [--seed 0]
 
 Under ``torchrun --nproc-per-node K -m groundkit benchmark ...`` the ranks shard the images and rank 0
-merges (see groundkit.bench.runner).
+merges (see groundkit.bench.runner); on CPU each rank keeps at most cores / ranks-per-node threads unless
+--threads says otherwise. Progress: a bar per rank on a terminal, a line per rank every 30 s in a log
+(GROUNDKIT_PROGRESS_SECONDS).
 """
 from __future__ import annotations
 
@@ -30,13 +32,17 @@ def benchmark(
     limit: Optional[int] = C.limit_option(),
     device: Optional[str] = C.device_option(),
     dtype: str = C.dtype_option(),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (rows.jsonl, run.json, tables.md, tables/*.csv, report.html)"),
+    compile_: bool = C.compile_option(),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder, required except with --compare (rows.jsonl, run.json, tables, report.html)"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="skip rows already in --out (default) or start over"),
     overwrite: bool = typer.Option(False, "--overwrite", help="start over: replace every row already in --out (same as --no-resume)"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="on resume, re-run samples whose row holds an error"),
     report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
     gallery: bool = typer.Option(True, "--gallery/--no-gallery", help="re-ground best/median/worst samples for the report's overlays"),
     progress: bool = C.progress_option(),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads per process (torch.set_num_threads). Default: torch's own, except under "
+        "torchrun on CPU, where each rank is capped at cores / ranks per node whatever OMP_NUM_THREADS says"),
     checkpoints_file: Optional[Path] = C.checkpoints_file_option(),
     compare_dirs: Optional[Tuple[Path, Path]] = typer.Option(
         None, "--compare", help="compare two benchmark folders DIR1 DIR2 (compare.md, compare.csv into --out)"),
@@ -77,8 +83,8 @@ def benchmark(
             "data": str(data) if data else None, "split": split}
     try:
         result = run_benchmark(checkpoint, recipe, overrides, samples, out, resume=resume and not overwrite, retry_errors=retry_errors,
-                               device=device, dtype=dtype, limit=limit, progress=progress, dataset=desc,
-                               report=report, gallery=gallery, checkpoints_file=checkpoints_file)
+                               device=device, dtype=dtype, compile=compile_, limit=limit, progress=progress, dataset=desc,
+                               report=report, gallery=gallery, checkpoints_file=checkpoints_file, threads=threads)
     except (FileNotFoundError, ValueError) as e:
         C.fail(str(e))
     finally:

@@ -15,15 +15,20 @@ recipes_app = typer.Typer(no_args_is_help=True, help="List and inspect recipes."
 @checkpoints_app.command("list")
 def checkpoints_list(checkpoints_file: Optional[Path] = C.checkpoints_file_option()):
     """Every checkpoint in checkpoints.yaml: adapter, default recipe, files, source, and whether it is here."""
-    from groundkit.registry import load_checkpoints
+    from groundkit.registry import load_checkpoints, with_folder_config
 
     try:
         entries = load_checkpoints(checkpoints_file)
     except (FileNotFoundError, ValueError) as e:
         C.fail(str(e))
     for e in entries.values():
+        if e.path.is_dir():
+            try:  # the folder's groundkit.yaml may add overrides (the checkpoint's own default recipe)
+                e = with_folder_config(e)
+            except (OSError, ValueError) as err:
+                typer.echo(f"{e.name}: its folder config cannot be read: {err}")
         state = "present" if e.present else ("missing: " + ", ".join(e.missing_files() or [str(e.path)]))
-        typer.echo(f"{e.name}\n  adapter: {e.adapter}\n  recipe:  {e.recipe}{' + overrides' if e.overrides else ''}\n"
+        typer.echo(f"{e.name}\n  adapter: {e.adapter}\n  recipe:  {e.default_recipe}{f' ({e.recipe} + overrides)' if e.overrides else ''}\n"
                    f"  path:    {e.path}\n  status:  {state}")
         if e.files:
             typer.echo(f"  files:   {', '.join(e.files)}")
@@ -72,7 +77,9 @@ def checkpoints_verify(name: str = typer.Argument(..., help="checkpoint name or 
 def recipes_list():
     """Every registered recipe, one line each (published ones marked)."""
     from groundkit.recipes import PUBLISHED, describe_layers, get_recipe, list_recipes
+    from groundkit.registry import register_checkpoint_recipes
 
+    register_checkpoint_recipes()
     for name in list_recipes():
         r = get_recipe(name)
         mark = "published" if name in PUBLISHED else ("fast" if name.endswith("-fast") else "checkpoint default")
@@ -84,8 +91,10 @@ def recipes_list():
 def recipes_show(name: str = typer.Argument(..., help="recipe name")):
     """Every field of one recipe."""
     from groundkit.recipes import describe_layers, get_recipe
+    from groundkit.registry import register_checkpoint_recipes
 
     try:
+        register_checkpoint_recipes()
         r = get_recipe(name)
     except ValueError as e:
         C.fail(str(e))

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from groundkit.recipes import BBM_VARIANTS, LATENTS, MODES, THRESHOLDS, list_recipes
+from groundkit.recipes import BBM_VARIANTS, MODES, THRESHOLDS, list_recipes
 
 DEFAULT_CHECKPOINT = "demo"
 DATASETS = ("synthetic", "mscxr")
@@ -104,8 +104,6 @@ def bbm_option():
     return typer.Option(None, "--bbm", help=f"Bimodal Bias Merging variant: {' | '.join(BBM_VARIANTS)} (gt-noised mode only)")
 
 
-def latent_option():
-    return typer.Option(None, "--latent", help=f"GT-noised image latent: {' | '.join(LATENTS)}")
 
 
 def seed_option():
@@ -117,7 +115,13 @@ def device_option():
 
 
 def dtype_option():
-    return typer.Option("float32", "--dtype", help="U-Net dtype: float32 | float16 | bfloat16")
+    return typer.Option("auto", "--dtype", help="U-Net dtype: auto (CUDA: bfloat16 with TF32, float16 without bfloat16 "
+                        "support; CPU/MPS: float32) | float32 | bfloat16 | float16. Capture and post-processing are float32")
+
+
+def compile_option():
+    return typer.Option(False, "--compile/--no-compile", help="run the U-Net through torch.compile (same maps; the first "
+                        "forwards pay the compilation, worth it for long runs on a GPU)")
 
 
 def progress_option():
@@ -181,12 +185,12 @@ def check_dataset(dataset: Optional[str], csv: Optional[Path], images: Optional[
     return dataset
 
 
-def load_model(checkpoint: str, device: Optional[str], dtype: str, checkpoints_file: Optional[Path]):
+def load_model(checkpoint: str, device: Optional[str], dtype: str, checkpoints_file: Optional[Path], compile: bool = False):
     """Load with a status line first: a real checkpoint takes seconds to minutes to read."""
     from groundkit import api
 
     say(f"loading {checkpoint} ...")
     try:
-        return api.load(checkpoint, device=device, dtype=dtype, checkpoints_file=checkpoints_file)
+        return api.load(checkpoint, device=device, dtype=dtype, checkpoints_file=checkpoints_file, compile=compile)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))

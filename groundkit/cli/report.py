@@ -21,6 +21,7 @@ def report(
     set_: List[str] = C.set_option(),
     device: Optional[str] = C.device_option(),
     dtype: str = C.dtype_option(),
+    compile_: bool = C.compile_option(),
     progress: bool = C.progress_option(),
     out: Path = typer.Option(Path("groundkit-report"), "--out", "-o", help="output folder (report.html, findings.json, ...)"),
     checkpoints_file: Optional[Path] = C.checkpoints_file_option(),
@@ -40,7 +41,7 @@ def report(
         text = report_file.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         C.fail("the report is empty")
-    model = C.load_model(checkpoint, device, dtype, checkpoints_file)
+    model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
     try:
         rg = model.ground_report(image, text, recipe, progress=progress, **C.parse_sets(set_))
     except (FileNotFoundError, ValueError) as e:

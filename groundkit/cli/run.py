@@ -13,8 +13,12 @@ DEMO_SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "demo" / "sample.
 
 
 def _demo_defaults(text, category, box):
+    """The bundled sample's phrase, and its category and boxes only for that phrase: another phrase on the
+    demo image is not scored against the effusion's box."""
     meta = json.loads(DEMO_SAMPLE.with_suffix(".json").read_text())
-    return (text or meta["phrase"], category or meta.get("category"),
+    if text and text.strip() != meta["phrase"]:
+        return text, category, box
+    return (meta["phrase"], category or meta.get("category"),
             box or [",".join(str(v) for v in b) for b in meta.get("boxes", [])])
 
 
@@ -44,6 +48,7 @@ def run(
     seed: Optional[int] = C.seed_option(),
     device: Optional[str] = C.device_option(),
     dtype: str = C.dtype_option(),
+    compile_: bool = C.compile_option(),
     token_maps: bool = typer.Option(False, "--token-maps", help="also write one map per word (tokens.png)"),
     set_: List[str] = C.set_option(),
     progress: bool = C.progress_option(),
@@ -61,7 +66,7 @@ def run(
     boxes = _boxes(box)
     overrides = C.recipe_overrides(set_, layers=layers, steps=steps, mode=mode, tokens=tokens, threshold=threshold,
                                    bbm=bbm, seed=seed)
-    model = C.load_model(checkpoint, device, dtype, checkpoints_file)
+    model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
     try:
         g = model.ground(image, text, recipe, category=category, token_maps=token_maps, progress=progress, **overrides)
     except (FileNotFoundError, ValueError) as e:

@@ -1,4 +1,4 @@
-"""MS-CXR phrase-grounding annotations -> ``Sample`` records (SPEC section 6).
+"""MS-CXR phrase-grounding annotations -> ``Sample`` records (docs/protocols.md §6).
 
 Reads three CSV layouts and tells them apart by their header:
 

@@ -1,4 +1,4 @@
-"""From captured maps to the recipe's heatmap and mask (SPEC section 5), in crop space.
+"""From captured maps to the recipe's heatmap and mask (docs/protocols.md §5), in crop space.
 
 Written once for every adapter: the window is aggregated, optionally smoothed, min-maxed,
 optionally merged with the text-only pass (BBM) and thresholded (Otsu or GMM).

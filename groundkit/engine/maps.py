@@ -1,4 +1,4 @@
-"""Captured attention of one phrase, and its aggregation over a window (SPEC section 5).
+"""Captured attention of one phrase, and its aggregation over a window (docs/protocols.md §5).
 
 `AttentionMaps` holds, per layer, a (steps, groups, h, w) tensor: token groups were already
 reduced during capture (selected tokens, start token, per-word maps). Aggregation over a window

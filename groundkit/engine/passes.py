@@ -1,6 +1,6 @@
 """Runs a sampling schedule through an adapter with capture on, computing only what the window needs.
 
-Three passes (SPEC section 3):
+Three passes (docs/protocols.md §3):
 - `gt_noised_pass`: every window step independently, all (step, phrase) items batched.
 - `inversion_pass`: the unconditional DDIM-inversion trajectory once per image (batch 1, stopped
   at the window's end), then the conditional calls of all phrases batched.
@@ -36,7 +36,7 @@ class PassMaps:
     steps: list[int]  # grid indices, in run order
     timesteps: list[int]
     maps: list[dict[int, torch.Tensor]]
-    unet_calls: int = 0  # batch items evaluated (the cost unit of SPEC section 7)
+    unet_calls: int = 0  # batch items evaluated (the cost unit of docs/protocols.md §7)
     forwards: int = 0  # U-Net forward invocations
     seconds: float = 0.0
     cache_hits: dict[str, int] = field(default_factory=dict)
@@ -73,9 +73,10 @@ def _batched(items: list, size: int):
 def _run_items(adapter, unet: Counter, recorder: Recorder, items, latents, contexts, weights, batch_size, desc, progress):
     """items: list of (key=(phrase, step), grid t); latents[step], contexts[phrase], weights[phrase]."""
     chunks = list(_batched(items, batch_size))
-    for chunk in tqdm(chunks, desc=desc, disable=not progress or len(chunks) < 2, leave=False):
+    t_all = torch.tensor([t for _, t in items], device=adapter.device)  # one transfer per pass, not per forward
+    for c, chunk in enumerate(tqdm(chunks, desc=desc, disable=not progress or len(chunks) < 2, leave=False)):
         z = torch.cat([latents[s] for (p, s), _ in chunk]).to(adapter.device)
-        t = torch.tensor([t for _, t in chunk], device=adapter.device)
+        t = t_all[c * batch_size: c * batch_size + len(chunk)]
         ctx = torch.cat([contexts[p : p + 1] for (p, s), _ in chunk])
         w = torch.stack([weights[p] for (p, s), _ in chunk])
         with recorder.armed([key for key, _ in chunk], w):
@@ -128,27 +129,45 @@ def inversion_pass(adapter, grid, latents, contexts, weights, steps, layers, bat
 
 
 @torch.no_grad()
-def text_pass(adapter, grid, contexts, weights, null, steps, layers, seed, guidance_scale, latent_shape, progress=False) -> PassMaps:
+def text_pass(adapter, grid, contexts, weights, null, steps, layers, seed, guidance_scale, latent_shape, progress=False,
+              uncond_cache: dict | None = None) -> PassMaps:
     """Text-only DDIM sampling from seeded noise with CFG; records the conditional half.
 
-    Runs the grid from its start up to the last recorded step. The initial noise depends only on
-    the seed, so the pass depends only on (phrase, seed) and can be cached per phrase."""
+    Runs the grid from its start up to the last recorded step, with no call that cannot change a map: the
+    unconditional half of the last step would only feed a DDIM move that is never used, and the first step's
+    unconditional prediction depends on the seed alone (same noise, same empty prompt), so ``uncond_cache``
+    keeps it across phrases: 2 x steps - 2 calls per phrase plus one per seed. The conditional and unconditional
+    halves of a step share one forward (batch 2 x phrases): steps + 1 forwards, not 2 x steps - 1."""
     start = time.perf_counter()
     n = contexts.shape[0]
     recorder, unet = Recorder(layers), Counter(adapter)
     x = torch.randn(latent_shape, generator=step_generator(seed, STREAM_TEXT_PASS), dtype=torch.float32)
     z = x.expand(n, *latent_shape[1:]).clone().to(adapter.device)
-    keep = set(steps)
-    ctx = torch.cat([null.expand(n, -1, -1), contexts])
-    w = torch.cat([weights, weights])
+    keep, last = set(steps), max(steps)
+    cache = uncond_cache if uncond_cache is not None else {}
+    pair_ctx = torch.cat([contexts, null.expand(n, -1, -1).to(contexts.dtype)])
+    pair_w = torch.cat([weights, weights])
     with adapter.capture(recorder):
-        for i in tqdm(range(max(steps) + 1), desc="text pass", disable=not progress, leave=False):
+        for i in tqdm(range(last + 1), desc="text pass", disable=not progress, leave=False):
             t = grid[i]
-            keys = [None] * n + ([(p, i) for p in range(n)] if i in keep else [None] * n)
-            with recorder.armed(keys, w):
-                pred = unet(torch.cat([z, z]), torch.full((2 * n,), t, device=adapter.device), ctx)
-            uncond, cond = pred.float().chunk(2)
+            keys = [(p, i) for p in range(n)] if i in keep else [None] * n
+            if i == 0 or i == last:  # step 0's unconditional half is cached per seed; the last step's feeds nothing
+                with recorder.armed(keys, weights):
+                    cond = unet(z, torch.full((n,), t, device=adapter.device), contexts).float()
+                if i == last:
+                    break
+                uncond = _first_uncond(unet, adapter, x, t, null, cache, (seed, t, tuple(latent_shape)))
+            else:  # [cond, uncond] of every phrase in one forward, as the published CFG batch
+                with recorder.armed(keys + [None] * n, pair_w):
+                    cond, uncond = unet(torch.cat([z, z]), torch.full((2 * n,), t, device=adapter.device), pair_ctx).float().chunk(2)
             guided = uncond + guidance_scale * (cond - uncond)
             z = ddim_move(adapter.schedule, z, guided, t, previous_abar(adapter.schedule, grid, i))
     maps = _collect(recorder, n, sorted(keep), layers)
     return PassMaps(sorted(keep), [grid[s] for s in sorted(keep)], maps, unet.calls, unet.forwards, time.perf_counter() - start)
+
+
+def _first_uncond(unet, adapter, x, t, null, cache: dict, key) -> torch.Tensor:
+    """The unconditional prediction at the first step: a function of the seed only, computed once per seed."""
+    if key not in cache:
+        cache[key] = unet(x.to(adapter.device), torch.full((1,), t, device=adapter.device), null).float()
+    return cache[key]

@@ -22,9 +22,12 @@ from groundkit.data.images import load_image
 from groundkit.engine import passes as engine
 from groundkit.engine.heatmap import make_heatmap
 from groundkit.engine.maps import AttentionMaps
+from groundkit.engine.recorder import Recorder
 from groundkit.engine.tokens import explain, token_weights
 from groundkit.grounding import Grounding
 from groundkit.recipes import Recipe, Resolved, get_recipe, resolve_recipe
+
+CPU_BATCH = 8  # U-Net batch items per forward off CUDA when the recipe says batch_size=0 (automatic)
 
 
 class _LRU(OrderedDict):
@@ -54,7 +57,11 @@ class GroundingModel:
         self._latents: _LRU = _LRU(cache_size)
         self._inversions: _LRU = _LRU(cache_size)
         self._text_passes: _LRU = _LRU(64)
+        self._uncond0: dict = {}  # BBM text pass: the first step's unconditional prediction, per seed
         self.layers = adapter.cross_attention_layers()
+        self._auto_batch: int | None = None
+        self.compiled = False
+        _ = getattr(entry, "default_recipe", None)  # registers "<checkpoint>-default" now, so it can be named
 
     # ------------------------------------------------------------------ recipes
     def resolve(self, recipe: str | Recipe | None = None, **overrides: Any) -> Resolved:
@@ -86,26 +93,40 @@ class GroundingModel:
         return _Prepared(img, key, hit[0], hit[1], hit[2])
 
     def auto_batch_size(self, fraction: float = 0.6, cap: int = 64) -> int:
-        """Items per U-Net forward that fit in ``fraction`` of the free GPU memory, measured by one
-        probe forward (8 on CPU/MPS, where the batch does not buy parallelism the same way)."""
-        if hasattr(self, "_auto_batch"):
+        """Items per U-Net forward (what ``batch_size=0``, the default, means). On CUDA: what fits in
+        ``fraction`` of the free memory, measured by one probe forward of 2 items with capture armed on every
+        cross-attention layer, as a pass runs; on CPU/MPS a fixed ``CPU_BATCH`` (the batch does not buy
+        parallelism there the same way)."""
+        if self._auto_batch is not None:
             return self._auto_batch
         dev = self.adapter.device
         if dev.type != "cuda":
-            self._auto_batch = 8
-            return 8
+            self._auto_batch = CPU_BATCH
+            return CPU_BATCH
         null = self._null()
-        c = int(self.adapter.latent_channels)
-        z = torch.zeros(2, c, self.adapter.latent_size, self.adapter.latent_size, device=dev)
+        c, side = int(self.adapter.latent_channels), self.adapter.latent_size
+        z = torch.zeros(2, c, side, side, device=dev)
+        t = torch.full((2,), 500, device=dev)
+        rec = Recorder(self.layers)
+        w = torch.ones(2, 2, null.shape[1], device=dev)  # two groups, as a BBM pass records
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
-        with torch.no_grad():
-            self.adapter.unet(z, torch.tensor([500, 500], device=dev), null.expand(2, -1, -1))
+        with torch.no_grad(), self.adapter.capture(rec), rec.armed([0, 1], w):
+            self.adapter.unet(z, t, null.expand(2, -1, -1))
         per_item = max(1, (torch.cuda.max_memory_allocated(dev) - base) / 2)
+        rec.maps.clear()
         free, _ = torch.cuda.mem_get_info(dev)
         self._auto_batch = int(max(1, min(cap, fraction * free // per_item)))
         return self._auto_batch
+
+    def compile(self, **options: Any) -> GroundingModel:
+        """Run the U-Net's forward through ``torch.compile`` (``nn.Module.compile``, in place: the module, its
+        layer names and the capture seams stay as they are, so every recipe captures as in eager mode). The
+        first forwards of each shape pay the compilation; the maps are the eager ones."""
+        self.adapter.unet_model.compile(**options)
+        self.compiled = True
+        return self
 
     def _null(self) -> torch.Tensor:
         if not hasattr(self, "_null_ctx"):
@@ -148,7 +169,7 @@ class GroundingModel:
                         words[g[5:]] = sub.heatmap
             info = {
                 "checkpoint": self.entry.name, "adapter": self.adapter.name, "device": str(self.adapter.device),
-                "dtype": str(self.adapter.dtype).replace("torch.", ""), "seed": r.seed,
+                "dtype": str(self.adapter.dtype).replace("torch.", ""), "compiled": self.compiled, "seed": r.seed,
                 "tokens": captured.explained[p], "empty_selection": captured.explained[p].get("fallback") == "no content word",
                 "unet_calls": captured.calls / len(phrases),
                 "unet_calls_total": captured.calls, "unet_forwards": captured.forwards,
@@ -244,7 +265,7 @@ class GroundingModel:
             if todo:
                 tw = torch.stack([weights[b, :1] for b in todo])
                 tp = engine.text_pass(self.adapter, grid, ctx[todo], tw, self._null(), bsteps, layer_infos, r.seed,
-                                      r.guidance_scale, tuple(prep.z0.shape), progress)
+                                      r.guidance_scale, tuple(prep.z0.shape), progress, uncond_cache=self._uncond0)
                 calls, forwards = calls + tp.unet_calls, forwards + tp.forwards
                 timings["text_pass_seconds"] = tp.seconds
                 for j, b in enumerate(todo):

@@ -1,4 +1,4 @@
-"""Post-processing of aggregated attention maps (SPEC section 5).
+"""Post-processing of aggregated attention maps (docs/protocols.md §5).
 
 Everything here is plain numpy in, numpy out, with float64 arithmetic, so that the two published
 pipelines can be rebuilt from small, separately tested steps:

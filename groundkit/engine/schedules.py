@@ -1,4 +1,4 @@
-"""Which noisy latents the U-Net sees, at which timestep (SPEC section 3).
+"""Which noisy latents the U-Net sees, at which timestep (docs/protocols.md §3).
 
 Pure tensor math over an adapter's `NoiseSchedule`; no capture here. Randomness is derived from
 (seed, grid step) so that a step's noise does not depend on which other steps are in the window:
@@ -65,13 +65,14 @@ def inversion_trajectory(
     last = max(keep)
     out: dict[int, torch.Tensor] = {}
     z = z0.float()
+    ts = torch.tensor(timesteps[: last + 1], device=z.device)  # one transfer, not one per step
     for i in range(last + 1):
         if i in keep:
             out[i] = z
         if i == last:
             break
         t = timesteps[i]
-        pred = unet(z, torch.tensor([t], device=z.device), null)
+        pred = unet(z, ts[i : i + 1].expand(z.shape[0]), null)
         z = ddim_move(schedule, z, pred, t, float(schedule.alphas_cumprod[timesteps[i + 1]]))
     return out
 

@@ -1,4 +1,4 @@
-"""Token filters: which key tokens of a phrase are averaged into its heatmap (SPEC section 4).
+"""Token filters: which key tokens of a phrase are averaged into its heatmap (docs/protocols.md §4).
 
 A filter turns one phrase of a :class:`~groundkit.core.types.TextBatch` into a set of token
 positions and a uniform weight vector over them. Specs (strings, as they appear in recipes):
@@ -12,8 +12,10 @@ positions and a uniform weight vector over them. Specs (strings, as they appear 
     content word.
 ``disease``
     All sub-tokens of the words containing a keyword of the sample's MS-CXR category
-    (:data:`DISEASE_KEYWORDS`, case-insensitive substring of the word). Falls back to ``all`` when no
-    word matches, the category is None, or the category has no keyword list.
+    (:data:`DISEASE_KEYWORDS`, case-insensitive substring of the word). Without a category (a phrase typed
+    by hand, no MS-CXR label) the keywords of every category the phrase names are used, so the finding
+    words are kept and side/location words are not. Falls back to ``all`` when no word matches, or the
+    category has no keyword list.
 ``words:w1,w2`` (also ``words=w1,w2``)
     Explicit words, all their sub-tokens, every occurrence. An entry may span several tokenizer words
     ("pleural effusion", "right-sided"); it must start and end on word boundaries. A missing entry is
@@ -241,9 +243,13 @@ def select_tokens(text: TextBatch, b: int, spec: str, category: str | None = Non
         return make([word_pos[k][0] for k in kept], kept, backend=backend)
 
     if kind == "disease":
+        if category is None:  # no category given: the keywords of every category the phrase names
+            inferred = [c for c in DISEASE_KEYWORDS if any(kw in w.lower() for kw in DISEASE_KEYWORDS[c] for w in words)]
+            hit = [k for k in all_words if any(kw in words[k].lower() for c in inferred for kw in DISEASE_KEYWORDS[c])]
+            if not hit:
+                return make(all_pos, all_words, fallback="no category, and no category's keyword in the phrase")
+            return make([p for k in hit for p in word_pos[k]], hit, inferred_categories=inferred)
         keywords = disease_keywords(category)
-        if category is None:
-            return make(all_pos, all_words, fallback="no category")
         if not keywords:
             return make(all_pos, all_words, fallback=f"no keywords for category {category!r}", category=category)
         hit = [k for k in all_words if any(kw in words[k].lower() for kw in keywords)]

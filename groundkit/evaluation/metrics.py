@@ -1,4 +1,4 @@
-"""Phrase-grounding metrics on one heatmap (SPEC section 6).
+"""Phrase-grounding metrics on one heatmap (docs/protocols.md §6).
 
 Conventions, shared by every function here:
 

@@ -1,4 +1,4 @@
-"""The two published evaluation protocols and their aggregation (SPEC section 6).
+"""The two published evaluation protocols and their aggregation (docs/protocols.md §6).
 
 A protocol turns one heatmap (crop space, as the model sees the image) plus the sample's boxes
 (original pixels) into a dict of named metrics. The two papers differ in where they evaluate and

@@ -23,7 +23,7 @@ Maps are stored as float16 *per map range-normalised* (each (step, layer) map st
 (attention probabilities sit around 1/77). ``store_dtype="float32"`` stores maps exactly (a window
 then equals ``ground()`` to float32 round-off).
 
-Cost accounting (SPEC section 7, the engine's own formula): one U-Net call per (timestep, batch item).
+Cost accounting (docs/protocols.md §7, the engine's own formula): one U-Net call per (timestep, batch item).
 For one image with P phrases and a window [a, b):
 gt-noised = P (b - a); ddim-inversion = (b - 1) unconditional inversion calls (shared by the image's
 phrases, stopped at the window's end) + P (b - a) conditional calls. ``calls["made"]`` counts the

@@ -15,7 +15,7 @@ from groundkit.bench.ablation.windows import (
     steps_label,
 )
 from groundkit.evaluation.protocols import get_protocol
-from groundkit.recipes import THRESHOLDS, Recipe
+from groundkit.recipes import THRESHOLDS, Recipe, resolve_layers
 
 
 @dataclass
@@ -39,6 +39,8 @@ class Plan:
 
 def make_plan(model, base_recipe, layer_windows, step_windows, posts, metrics, last_n, overrides) -> Plan:
     lws = parse_layers_grid(layer_windows) if layer_windows is not None else None
+    if lws:  # selectors ("16x16", "up:16x16") become this model's indices
+        lws = list(dict.fromkeys(resolve_layers(lw, model.layers, model.entry.name) if isinstance(lw, str) else lw for lw in lws))
     sws = parse_timesteps_grid(step_windows) if step_windows is not None else None
     last_n = [int(n) for n in (last_n or [])]
     n_layers = len(model.layers)

@@ -4,6 +4,13 @@ Nuetzel et al. fine-tune SD 1.5's U-Net with a frozen CXR-BERT-specialized encod
 weights live in ``unet_ema/`` (``unet/`` accepted). CXR-BERT is loaded by groundkit's own class,
 never with remote code; a CLIP encoder is loaded as strictly. A folder without ``vae/`` (or with
 ``vae: identity``) is a pixel-space model: the documented option the bundled demo checkpoint uses.
+
+The same family serves every Stable-Diffusion-layout checkpoint whose parts are diffusers/transformers
+folders: SD 1.x/2.x with CLIP (RoentGen; epsilon or v-prediction), the SD-1.5 U-Net with CXR-BERT
+(Nuetzel et al.), RadEdit (its own U-Net, the SDXL VAE with scaling factor 0.13025, BioViL-T = a CXR-BERT
+with its own weights, 128 tokens, and the DDIM scheduler its model card constructs in code, given inline
+as the ``scheduler`` option). :meth:`DiffusersSDAdapter.from_components` wraps modules already in memory
+(a ``StableDiffusionPipeline``'s) without copying a weight.
 """
 from __future__ import annotations
 
@@ -23,12 +30,28 @@ from groundkit.core.types import AttentionSink, LayerInfo, TextBatch
 from groundkit.families.common import match_batch, ordered_cross_attention
 from groundkit.families.diffusers_sd import loading
 from groundkit.families.diffusers_sd.capture import diffusers_capture
-from groundkit.families.text.encoders import load_text_encoder, text_encoder_components
+from groundkit.families.text.encoders import (
+    load_text_encoder,
+    module_kind,
+    require_fast_tokenizer,
+    text_encoder_components,
+    text_width,
+    uses_mask,
+)
 
 UNET_HINT = "fine-tuned U-Net (unet_ema/ = EMA weights, or unet/)"
 VAE_HINT = "vae/ of stable-diffusion-v1-5/stable-diffusion-v1-5"
 SCHEDULER_HINT = "scheduler/ of stable-diffusion-v1-5/stable-diffusion-v1-5"
 TEXT_HINT = "text_encoder/ (and tokenizer/) of microsoft/BiomedVLP-CXR-BERT-specialized"
+HINTS = {"unet": UNET_HINT, "vae": VAE_HINT, "scheduler": SCHEDULER_HINT, "text_encoder": TEXT_HINT}
+
+
+def hints(entry: Mapping[str, Any]) -> dict[str, str]:
+    """Where each part comes from, for ``checkpoints verify``: the entry's ``hints`` over the SD-1.5 defaults."""
+    given = entry.get("hints") or {}
+    if not isinstance(given, Mapping) or set(given) - set(HINTS):
+        raise ValueError(f"checkpoint option hints: expected a mapping with keys among {sorted(HINTS)}, got {given!r}")
+    return {**HINTS, **{k: str(v) for k, v in given.items()}}
 
 
 def unet_folders(root: Path, entry: Mapping[str, Any]) -> list[Path]:
@@ -39,14 +62,63 @@ def unet_folders(root: Path, entry: Mapping[str, Any]) -> list[Path]:
     return [root / "unet_ema", root / "unet"]
 
 
+def _inside(root: Path, value: Any) -> Path:
+    """A folder option: relative to the checkpoint folder (an absolute path as given)."""
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else root / p
+
+
 def text_folders(root: Path, entry: Mapping[str, Any]) -> tuple[Path, Path]:
-    te = Path(entry.get("text_encoder", root / "text_encoder")).expanduser()
-    tok = Path(entry.get("tokenizer", root / "tokenizer")).expanduser()
+    te = _inside(root, entry.get("text_encoder", "text_encoder"))
+    tok = _inside(root, entry.get("tokenizer", "tokenizer"))
     return te, tok
 
 
+def vae_folder(root: Path, entry: Mapping[str, Any]) -> Path | None:
+    """The autoencoder's folder: the ``vae`` option (a subfolder of the checkpoint), else ``vae/``;
+    None for a pixel-space model (``vae: identity``)."""
+    value = entry.get("vae")
+    if value == "identity":
+        return None
+    if value is None or value == "vae":
+        return root / "vae"
+    return confined(root, str(value), f"checkpoint option vae of {root}")
+
+
 def uses_vae(root: Path, entry: Mapping[str, Any]) -> bool:
-    return entry.get("vae", "vae") != "identity" and (root / "vae").is_dir()
+    """An explicit ``vae`` folder must be there; without the option a folder lacking vae/ is pixel space."""
+    folder = vae_folder(root, entry)
+    if folder is None:
+        return False
+    return folder.is_dir() or entry.get("vae") not in (None, "vae")
+
+
+def scheduler_source(root: Path, entry: Mapping[str, Any]) -> tuple[Path | None, Mapping[str, Any] | None]:
+    """(scheduler_config.json, None) or (None, the settings given inline in the checkpoint entry)."""
+    value = entry.get("scheduler")
+    if isinstance(value, Mapping):
+        return None, value
+    folder = confined(root, str(value), f"checkpoint option scheduler of {root}") if value else root / "scheduler"
+    return folder / "scheduler_config.json", None
+
+
+def _schedule(root: Path, entry: Mapping[str, Any]):
+    file, inline = scheduler_source(root, entry)
+    if inline is not None:
+        return loading.schedule_from_config(inline, f"checkpoint option scheduler of {root}")
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found: a checkpoint without a scheduler folder (RadEdit's model card builds "
+                                "its DDIMScheduler in code) needs the scheduler's settings in the option `scheduler`")
+    return loading.schedule_from_config(read_json(file, "scheduler config"), str(file))
+
+
+def _unet_check(unet_cfg: Path, te_dir: Path):
+    """verify: the U-Net needs nothing but text states and t, of the width the text encoder gives."""
+    def check() -> str | None:
+        cfg = read_json(unet_cfg, "U-Net config")
+        loading.check_text_width(cfg, text_width(te_dir), str(unet_cfg), str(te_dir))
+        return None
+    return check
 
 
 class DiffusersSDAdapter:
@@ -58,16 +130,22 @@ class DiffusersSDAdapter:
         "text_encoder": "folder of the text encoder, instead of text_encoder/",
         "tokenizer": "folder of its tokenizer, instead of tokenizer/",
         "unet_subfolder": "U-Net subfolder (default: unet_ema/, then unet/)",
-        "vae": "'identity' for a pixel-space model without an autoencoder",
-        "max_length": "tokens per phrase (77 for SD; never more than the text encoder's positions)",
+        "vae": "the autoencoder's subfolder (default vae/; RadEdit: the SDXL VAE), or 'identity' for a pixel-space model",
+        "scheduler": "scheduler subfolder (default scheduler/), or its settings inline as a mapping (RadEdit's model "
+                     "card constructs DDIMScheduler(...) in code)",
+        "max_length": "tokens per phrase (77 for SD; 128 for RadEdit; never more than the text encoder's positions)",
+        "attention_mask": "pass the tokenizer's attention mask with the phrases (default: yes for BERT-family "
+                          "encoders, no for CLIP; diffusers' pipeline passes none unless the encoder's config says so)",
         "null_attention_mask": "mask the padding of the empty prompt (only for models trained so; published: no)",
+        "hints": "where each part comes from (keys unet, vae, scheduler, text_encoder), for checkpoints verify",
     }
 
     def __init__(self, vae, unet, text_encoder, tokenizer, schedule, image_size=512, scale_factor=0.18215,
                  device="cpu", dtype=torch.float32, max_length=77, pass_mask=True, null_attention_mask=False):
         self.device, self.dtype = torch.device(device), dtype
         self.vae = vae.to(self.device).eval() if vae is not None else None
-        self.unet_model = unet.to(self.device).to(dtype).eval()
+        unet = unet.to(self.device)
+        self.unet_model = (unet if unet.dtype == dtype else unet.to(dtype)).eval()
         self.text_encoder = text_encoder.to(self.device).eval()
         self.tokenizer, self.schedule = tokenizer, schedule
         self.image_size, self.scale_factor = image_size, scale_factor
@@ -76,6 +154,8 @@ class DiffusersSDAdapter:
         self.max_length = min(max_length, int(positions)) if positions else max_length
         self.pass_mask = pass_mask
         self.null_attention_mask = null_attention_mask
+        width = getattr(getattr(text_encoder, "config", None), "hidden_size", None)
+        loading.check_text_width(self.unet_model.config, width, "U-Net", type(text_encoder).__name__)
         self.latent_channels = int(self.unet_model.config.in_channels)
         down = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self.latent_size = image_size // down
@@ -86,32 +166,40 @@ class DiffusersSDAdapter:
     def detect(cls, path: str | Path) -> bool:
         p = Path(path)
         return (p / "model_index.json").is_file() or (
-            any((p / u / "config.json").is_file() for u in ("unet_ema", "unet")) and (p / "scheduler").is_dir()
+            any((p / u / "config.json").is_file() for u in ("unet_ema", "unet"))
+            and ((p / "scheduler").is_dir() or (p / "text_encoder" / "config.json").is_file())
         )
 
     @classmethod
     def components(cls, entry: Mapping[str, Any]) -> list[Component]:
-        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+        from diffusers import AutoencoderKL, UNet2DConditionModel
 
         root = Path(entry["path"])
         folders = unet_folders(root, entry)
         unet_dir = next((f for f in folders if (f / "config.json").is_file()), folders[0])
-        out = [Component("U-Net config", (unet_dir / "config.json",), "config", UNET_HINT),
-               Component("U-Net", loading.weight_candidates(unet_dir), "weights", UNET_HINT,
+        te_dir, tok_dir = text_folders(root, entry)
+        hint = hints(entry)
+        out = [Component("U-Net config", (unet_dir / "config.json",), "config", hint["unet"],
+                         check=_unet_check(unet_dir / "config.json", te_dir)),
+               Component("U-Net", loading.weight_candidates(unet_dir), "weights", hint["unet"],
                          build=lambda keys: loading.on_meta(UNet2DConditionModel, unet_dir / "config.json"),
                          normalize=loading.normalize)]
-        if entry.get("vae", "vae") == "identity":
+        vae = vae_folder(root, entry)
+        if vae is None:
             out.append(Component("VAE", (), note="pixel-space model (vae: identity): no autoencoder"))
         else:
-            vae = root / "vae"
-            out += [Component("VAE config", (vae / "config.json",), "config", VAE_HINT),
-                    Component("VAE", loading.weight_candidates(vae), "weights", VAE_HINT,
+            out += [Component("VAE config", (vae / "config.json",), "config", hint["vae"]),
+                    Component("VAE", loading.weight_candidates(vae), "weights", hint["vae"],
                               build=lambda keys: loading.on_meta(AutoencoderKL, vae / "config.json"), normalize=loading.normalize)]
-        sched = root / "scheduler" / "scheduler_config.json"
-        out.append(Component("scheduler config", (sched,), "config", SCHEDULER_HINT,
-                             check=lambda: (DDIMScheduler.from_config(read_json(sched)), None)[1]))
-        te_dir, tok_dir = text_folders(root, entry)
-        return out + text_encoder_components(te_dir, tok_dir, TEXT_HINT)
+        file, inline = scheduler_source(root, entry)
+        if inline is not None:
+            loading.schedule_from_config(inline, f"checkpoint option scheduler of {root}")  # raises if unusable
+            settings = ", ".join(f"{k}={v}" for k, v in inline.items() if not str(k).startswith("_"))
+            out.append(Component("scheduler", (), note=f"given in the checkpoint entry: DDIMScheduler({settings})"))
+        else:
+            out.append(Component("scheduler config", (file,), "config", hint["scheduler"],
+                                 check=lambda: (loading.schedule_from_config(read_json(file), str(file)), None)[1]))
+        return out + text_encoder_components(te_dir, tok_dir, hint["text_encoder"])
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -126,14 +214,44 @@ class DiffusersSDAdapter:
         if unet_dir is None:
             looked = " or ".join(str(f.relative_to(root) / "config.json") for f in folders)
             raise FileNotFoundError(f"{root}: no U-Net folder ({looked}); {entry.get('source', '')}".rstrip("; "))
+        te_dir, tok_dir = text_folders(root, entry)
+        # conditioning groundkit cannot feed is refused before gigabytes are read; the text width is compared
+        # once the weights are in (a config that disagrees with its own weights is named by the strict load)
+        loading.unet_context_dim(read_json(unet_dir / "config.json", "U-Net config"), str(unet_dir / "config.json"))
         unet = loading.load_diffusers_model(UNet2DConditionModel, unet_dir, "U-Net")
-        vae = loading.load_diffusers_model(AutoencoderKL, root / "vae", "VAE") if uses_vae(root, entry) else None
-        schedule = loading.schedule_from_diffusers(root / "scheduler")
-        text_encoder, tokenizer, pass_mask = load_text_encoder(*text_folders(root, entry))
+        loading.check_text_width(unet.config, text_width(te_dir), str(unet_dir / "config.json"), str(te_dir))
+        vae = loading.load_diffusers_model(AutoencoderKL, vae_folder(root, entry), "VAE") if uses_vae(root, entry) else None
+        schedule = _schedule(root, entry)
+        text_encoder, tokenizer, pass_mask = load_text_encoder(te_dir, tok_dir)
+        if entry.get("attention_mask") is not None:
+            pass_mask = bool(entry["attention_mask"])
         scale = float(entry.get("scale_factor", getattr(vae.config, "scaling_factor", 0.18215) if vae is not None else 1.0))
         return cls(vae, unet, text_encoder, tokenizer, schedule, image_size=int(entry.get("image_size", 512)),
                    scale_factor=scale, device=device, dtype=dtype, max_length=int(entry.get("max_length", 77)),
                    pass_mask=pass_mask, null_attention_mask=bool(entry.get("null_attention_mask", False)))
+
+    @classmethod
+    def from_components(cls, unet, vae=None, text_encoder=None, tokenizer=None, scheduler=None, *,
+                        image_size: int | None = None, max_length: int | None = None,
+                        attention_mask: bool | None = None, null_attention_mask: bool = False) -> DiffusersSDAdapter:
+        """An adapter around modules already in memory (a diffusers ``StableDiffusionPipeline``'s parts), on
+        the U-Net's device and dtype: nothing is copied or converted (only ``eval()`` is set). Defaults follow
+        the pipeline: image side = ``unet.config.sample_size`` x the VAE's downsampling, max_length =
+        ``tokenizer.model_max_length``, scale factor and schedule from the VAE's and scheduler's configs."""
+        if text_encoder is None or tokenizer is None or scheduler is None:
+            raise ValueError("from_components needs the U-Net, the text encoder, its tokenizer and the scheduler")
+        param = next(unet.parameters())
+        kind = module_kind(text_encoder)
+        down = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+        size = int(image_size) if image_size else int(unet.config.sample_size) * down
+        tok_len = getattr(tokenizer, "model_max_length", None)
+        length = int(max_length) if max_length else (int(tok_len) if isinstance(tok_len, int) and tok_len < 100_000 else 77)
+        scale = float(getattr(vae.config, "scaling_factor", None) or 0.18215) if vae is not None else 1.0
+        schedule = loading.schedule_from_config(dict(scheduler.config), f"{type(scheduler).__name__}.config")
+        return cls(vae, unet, text_encoder, require_fast_tokenizer(tokenizer), schedule, image_size=size,
+                   scale_factor=scale, device=param.device, dtype=param.dtype, max_length=length,
+                   pass_mask=uses_mask(kind) if attention_mask is None else bool(attention_mask),
+                   null_attention_mask=null_attention_mask)
 
     # ------------------------------------------------------------------ adapter protocol
     def preprocess(self, image) -> tuple[torch.Tensor, Geometry]:

@@ -15,14 +15,61 @@ from groundkit.core.types import NoiseSchedule
 
 def schedule_from_diffusers(folder: Path) -> NoiseSchedule:
     """alphas_cumprod exactly as diffusers' DDIMScheduler builds them from scheduler_config.json."""
+    file = folder / "scheduler_config.json"
+    return schedule_from_config(read_json(file, "scheduler config"), str(file))
+
+
+def schedule_from_config(cfg: Mapping[str, Any], where: str = "scheduler config") -> NoiseSchedule:
+    """The noise schedule of a scheduler config (any diffusers scheduler's: PNDM, DDIM, Euler ... share the
+    beta fields), built by DDIMScheduler: alphas_cumprod, prediction_type (epsilon or v_prediction) and the
+    final alpha (1 with ``set_alpha_to_one``, DDIMScheduler's default when the config does not say)."""
     from diffusers import DDIMScheduler
 
-    file = folder / "scheduler_config.json"
-    cfg = read_json(file, "scheduler config")
-    sched = DDIMScheduler.from_config(cfg)
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"{where}: expected a mapping of scheduler settings, got {cfg!r}")
+    try:
+        sched = DDIMScheduler.from_config(dict(cfg))
+    except (TypeError, ValueError, KeyError, NotImplementedError) as exc:
+        raise ValueError(f"{where}: does not build a DDIMScheduler: {exc}") from None
+    if sched.config.prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"{where}: prediction_type {sched.config.prediction_type!r} is not supported "
+                         "(epsilon or v_prediction)")
     abar = sched.alphas_cumprod.to(torch.float64)
     final = 1.0 if sched.config.set_alpha_to_one else float(abar[0])
     return NoiseSchedule(abar, sched.config.prediction_type, final)
+
+
+# U-Net conditioning a text-to-image pipeline of the SD layout can feed: encoder_hidden_states and t only
+_NEEDS_MORE = {"addition_embed_type": ("text_time", "text_image", "image", "image_hint"),
+               "class_embed_type": None, "num_class_embeds": None}
+
+
+def unet_context_dim(cfg: Mapping[str, Any], where: str = "U-Net config") -> int:
+    """The width of the text states the U-Net takes (``encoder_hid_dim`` when it projects them itself,
+    else ``cross_attention_dim``, one value for every block); raises ValueError for a U-Net that needs
+    conditioning besides text and timestep (SDXL-style added embeddings, class labels)."""
+    for key, refused in _NEEDS_MORE.items():
+        value = cfg.get(key)
+        if value is not None and (refused is None or value in refused):
+            raise ValueError(f"{where}: {key}={value!r}: this U-Net needs conditioning besides the text states and "
+                             "the timestep, which a Stable-Diffusion-layout checkpoint does not provide")
+    if cfg.get("encoder_hid_dim_type") in ("text_proj",) and cfg.get("encoder_hid_dim"):
+        return int(cfg["encoder_hid_dim"])
+    if cfg.get("encoder_hid_dim_type") not in (None, "text_proj"):
+        raise ValueError(f"{where}: encoder_hid_dim_type={cfg['encoder_hid_dim_type']!r} is not supported (text only)")
+    dim = cfg.get("cross_attention_dim", 1280)
+    dims = {int(d) for d in dim} if isinstance(dim, (list, tuple)) else {int(dim)}
+    if len(dims) != 1:
+        raise ValueError(f"{where}: cross_attention_dim differs between blocks ({dim}); one text encoder cannot feed it")
+    return dims.pop()
+
+
+def check_text_width(unet_cfg: Mapping[str, Any], text_width: int | None, unet_where: str, text_where: str) -> None:
+    """The text encoder's hidden size must be what the U-Net's cross-attention takes."""
+    want = unet_context_dim(unet_cfg, unet_where)
+    if text_width is not None and int(text_width) != want:
+        raise ValueError(f"{unet_where}: the U-Net's cross-attention takes {want}-wide text states but the text "
+                         f"encoder ({text_where}) gives {int(text_width)}: they do not belong together")
 
 
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")

@@ -41,9 +41,44 @@ def encoder_kind(te_dir: Path) -> str:
 def load_text_encoder(te_dir: Path, tok_dir: Path) -> tuple[torch.nn.Module, Any, bool]:
     """(encoder, tokenizer, pass the attention mask to the encoder) for a BERT-family or CLIP folder."""
     if encoder_kind(te_dir) == "clip":
-        return clip.load_clip_text_model(te_dir), clip.load_clip_tokenizer(tok_dir), False
+        return clip.load_clip_text_model(te_dir), clip.load_clip_tokenizer(tok_dir), uses_mask("clip")
     encoder, tokenizer = load_cxrbert(te_dir, tokenizer_folder=tok_dir if tok_dir.is_dir() else None)
-    return encoder, tokenizer, True  # CXR-BERT's published use passes the tokenizer's attention mask
+    return encoder, tokenizer, uses_mask("bert")
+
+
+def text_width(te_dir: Path) -> int | None:
+    """The hidden size of the text encoder in ``te_dir`` (BERT-family or CLIP), None if unreadable."""
+    try:
+        cfg = read_json(te_dir / "config.json", "text encoder config")
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    width = cfg.get("hidden_size", (cfg.get("text_config") or {}).get("hidden_size"))
+    return int(width) if isinstance(width, int) else None
+
+
+def module_kind(encoder: torch.nn.Module) -> str:
+    """"clip" or "bert" for a text encoder already in memory (its config's model_type, else its class)."""
+    cfg = getattr(encoder, "config", None)
+    model_type = str(getattr(cfg, "model_type", "") or "")
+    if model_type in CLIP_TYPES or "CLIP" in type(encoder).__name__:
+        return "clip"
+    return "bert"
+
+
+def uses_mask(kind: str) -> bool:
+    """Whether phrases are encoded with the tokenizer's attention mask: CXR-BERT's published use passes it,
+    SD's CLIP pipelines do not."""
+    return kind != "clip"
+
+
+def require_fast_tokenizer(tokenizer: Any) -> Any:
+    """groundkit aligns tokens to words with a fast tokenizer's ``word_ids`` and offsets."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(f"{type(tokenizer).__name__} is a slow tokenizer: groundkit needs a fast one (word ids and "
+                        "offsets), e.g. CLIPTokenizerFast / BertTokenizerFast loaded from the same files")
+    return tokenizer
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -37,6 +37,18 @@ CLIP_TEXT_TINY = {
     "num_attention_heads": 2, "projection_dim": 16,
 }  # vocab_size is set to the tiny BPE vocabulary's size
 
+# SD 1.x text_encoder/config.json (openai/clip-vit-large-patch14's text tower, saved by transformers 4.x);
+# RoentGen fine-tunes this encoder with its U-Net
+CLIP_L_TEXT_FULL: dict[str, Any] = {
+    "architectures": ["CLIPTextModel"], "model_type": "clip_text_model", "hidden_size": 768,
+    "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu", "layer_norm_eps": 1e-05, "projection_dim": 768, "vocab_size": 49408,
+    "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "attention_dropout": 0.0, "dropout": 0.0,
+    "initializer_factor": 1.0, "initializer_range": 0.02, "torch_dtype": "float32", "transformers_version": "4.22.0.dev0",
+}
+CLIP_L_TEXT_TINY = {**CLIP_L_TEXT_FULL, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                    "num_attention_heads": 2, "projection_dim": 32}
+
 # microsoft/BiomedVLP-CXR-BERT-specialized config.json (BERT-base + projection_size)
 CXRBERT_FULL: dict[str, Any] = {
     "architectures": ["CXRBertModel"],
@@ -51,6 +63,22 @@ CXRBERT_FULL: dict[str, Any] = {
     "position_embedding_type": "absolute", "projection_size": 128, "torch_dtype": "float32",
     "transformers_version": "4.17.0.dev0", "type_vocab_size": 2, "use_cache": True, "vocab_size": 30522,
 }
+# microsoft/BiomedVLP-BioViL-T config.json as published since its "Fix AutoConfig errors" commit: the same
+# CXR-BERT trunk, but no model_type (the first revision said "bert"), auto_map naming only the remote-code
+# classes, dropout 0.25, transformers 4.17.0. Its weights (pytorch_model.bin) are BioViL-T's own; the folder
+# also holds the tokenizer (vocab.txt ...) and the image model (biovil_t_image_model_proj_size_128.pt).
+BIOVILT_FULL: dict[str, Any] = {
+    "_name_or_path": "microsoft/BiomedVLP-BioViL-T", "architectures": ["CXRBertModel"],
+    "attention_probs_dropout_prob": 0.25,
+    "auto_map": {"AutoModel": "modeling_cxrbert.CXRBertModel", "AutoConfig": "configuration_cxrbert.CXRBertConfig"},
+    "classifier_dropout": None, "gradient_checkpointing": False, "hidden_act": "gelu", "hidden_dropout_prob": 0.25,
+    "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-12,
+    "max_position_embeddings": 512, "num_attention_heads": 12, "num_hidden_layers": 12, "pad_token_id": 0,
+    "position_embedding_type": "absolute", "projection_size": 128, "torch_dtype": "float32",
+    "transformers_version": "4.17.0", "type_vocab_size": 2, "use_cache": True, "vocab_size": 30522,
+}
+BIOVILT_TINY = {**BIOVILT_FULL, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+                "num_hidden_layers": 2, "max_position_embeddings": 160, "projection_size": 16}
 CXRBERT_TINY = {**CXRBERT_FULL, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
                 "num_hidden_layers": 2, "max_position_embeddings": 128, "projection_size": 16}
 # vocab_size of the tiny variant = size of the tiny WordPiece vocabulary
@@ -91,14 +119,15 @@ def bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
 
 
 def build_clip_tokenizer_files(
-    folder: str | os.PathLike, words: list[str] | None = None, size: int | None = None
+    folder: str | os.PathLike, words: list[str] | None = None, size: int | None = None, pad: str = "!"
 ) -> Path:
     """Write a small but valid CLIP BPE tokenizer in SD-2.1-base's ``tokenizer/`` layout.
 
     ``vocab.json`` follows CLIP's order: the 256 byte characters (so ``"!"`` is id 0), the same with
     ``</w>``, one entry per merge, then ``<|startoftext|>`` and ``<|endoftext|>`` last. Merges are chosen so
     that each of ``words`` (default :data:`REPORT_WORDS`) is a single token; other words split into several
-    sub-tokens. Padding is ``"!"`` (id 0), as in SD 2.x's ``special_tokens_map.json``. With ``size``
+    sub-tokens. Padding is ``"!"`` (id 0), as in SD 2.x's ``special_tokens_map.json`` (SD 1.x: ``pad=
+    "<|endoftext|>"``). With ``size``
     (49408 for the real vocabulary size) unreachable filler entries pad the vocabulary so that
     ``<|startoftext|>`` / ``<|endoftext|>`` get CLIP's ids 49406 / 49407.
     """
@@ -137,7 +166,8 @@ def build_clip_tokenizer_files(
         {
             "bos_token": {**{k: v for k, v in added.items() if k != "__type"}, "content": "<|startoftext|>"},
             "eos_token": {**{k: v for k, v in added.items() if k != "__type"}, "content": "<|endoftext|>"},
-            "pad_token": {"content": "!", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False},
+            "pad_token": ({"content": "!", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+                          if pad == "!" else pad),
             "unk_token": {**{k: v for k, v in added.items() if k != "__type"}, "content": "<|endoftext|>"},
         },
     )
@@ -150,8 +180,8 @@ def build_clip_tokenizer_files(
             "eos_token": {**added, "content": "<|endoftext|>"},
             "errors": "replace",
             "model_max_length": 77,
-            "name_or_path": "stabilityai/stable-diffusion-2-1-base",
-            "pad_token": "!",
+            "name_or_path": "stabilityai/stable-diffusion-2-1-base" if pad == "!" else "openai/clip-vit-large-patch14",
+            "pad_token": pad,
             "special_tokens_map_file": "./special_tokens_map.json",
             "tokenizer_class": "CLIPTokenizer",
             "unk_token": {**added, "content": "<|endoftext|>"},
@@ -160,18 +190,29 @@ def build_clip_tokenizer_files(
     return folder
 
 
-def build_clip_text_encoder(folder: str | os.PathLike, tiny: bool = True, seed: int = 0, vocab_size: int | None = None) -> Path:
-    """``CLIPTextModel.save_pretrained`` (config.json + model.safetensors) of SD-2.1-base's text encoder."""
+def build_clip_text_encoder(folder: str | os.PathLike, tiny: bool = True, seed: int = 0, vocab_size: int | None = None,
+                            config: dict[str, Any] | None = None, legacy_bin: bool = False) -> Path:
+    """``CLIPTextModel.save_pretrained`` (config.json + model.safetensors) of SD-2.1-base's text encoder
+    (``config``: another CLIP text config, e.g. :data:`CLIP_L_TEXT_FULL`). ``legacy_bin``: the layout
+    transformers 4.x wrote for 2022 SD 1.x releases instead: ``pytorch_model.bin`` with every key under
+    ``text_model.`` and the ``text_model.embeddings.position_ids`` buffer."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
-    cfg = dict(CLIP_TEXT_TINY if tiny else CLIP_TEXT_FULL)
+    cfg = dict(config if config is not None else (CLIP_TEXT_TINY if tiny else CLIP_TEXT_FULL))
     if vocab_size is not None:
         cfg["vocab_size"] = int(vocab_size)
     gen = seeded(seed)
-    model = CLIPTextModel(CLIPTextConfig(**cfg)).eval()
+    model = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in cfg.items() if k not in ("architectures", "model_type")})).eval()
     redraw_zero_params(model, gen)
-    model.save_pretrained(folder, safe_serialization=True)
+    if not legacy_bin:
+        model.save_pretrained(folder, safe_serialization=True)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        sd = {("" if k.startswith("text_model.") else "text_model.") + k: v for k, v in model.state_dict().items()}
+        sd["text_model.embeddings.position_ids"] = torch.arange(cfg["max_position_embeddings"]).unsqueeze(0)
+        torch.save(sd, folder / "pytorch_model.bin")
+        write_json(folder / "config.json", cfg)
     del model
     return folder
 
@@ -268,12 +309,7 @@ def build_cxrbert_folder(
     ["CXRBertModel"], auto_map to the remote-code modules - which are NOT written), ``pytorch_model.bin``
     (``weights="bin"``, torch.save as published) or ``model.safetensors``, and, with ``with_tokenizer``,
     vocab.txt + tokenizer_config.json + special_tokens_map.json."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = wordpiece_vocab(None if tiny else CXRBERT_FULL["vocab_size"])
-    cfg = dict(CXRBERT_TINY if tiny else CXRBERT_FULL)
-    if tiny:
-        cfg["vocab_size"] = len(vocab)
+    folder, vocab, cfg = _bert_folder_start(folder, CXRBERT_TINY if tiny else CXRBERT_FULL, tiny)
     write_json(folder / "config.json", cfg)
     sd = cxrbert_state_dict(cfg, seed)
     if weights == "bin":
@@ -288,6 +324,17 @@ def build_cxrbert_folder(
     if with_tokenizer:
         write_wordpiece_tokenizer(folder, vocab)
     return folder
+
+
+def _bert_folder_start(folder, config: dict, tiny: bool) -> tuple[Path, list[str], dict]:
+    """The folder, its WordPiece vocabulary (the full size's, or a small one for tiny models) and the config."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = wordpiece_vocab(None if tiny else config["vocab_size"])
+    cfg = dict(config)
+    if tiny:
+        cfg["vocab_size"] = len(vocab)
+    return folder, vocab, cfg
 
 
 def build_plain_bert_folder(
@@ -316,4 +363,21 @@ def build_plain_bert_folder(
     sd = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
     save_file(sd, str(folder / "model.safetensors"))
     write_wordpiece_tokenizer(folder, vocab)
+    return folder
+
+
+def build_biovilt_folder(folder: str | os.PathLike, tiny: bool = True, seed: int = 0, revision: str = "main") -> Path:
+    """A ``microsoft/BiomedVLP-BioViL-T`` snapshot: config.json as published (:data:`BIOVILT_FULL`;
+    ``revision="initial"``: the first commit's, ``model_type: "bert"`` and only ``AutoModel`` in auto_map),
+    ``pytorch_model.bin`` with CXR-BERT's keys (its own random values), the WordPiece tokenizer files beside
+    it, and a stand-in for the image model file, which a text encoder never reads."""
+    folder, vocab, cfg = _bert_folder_start(folder, BIOVILT_TINY if tiny else BIOVILT_FULL, tiny)
+    if revision == "initial":
+        cfg["model_type"] = "bert"
+        cfg["auto_map"] = {"AutoModel": "modeling_cxrbert.CXRBertModel"}
+    write_json(folder / "config.json", cfg)
+    torch.save(cxrbert_state_dict(cfg, seed), folder / "pytorch_model.bin")
+    write_wordpiece_tokenizer(folder, vocab)
+    torch.save({"encoder.encoder.conv1.weight": torch.randn(4, 3, 3, 3, generator=seeded(seed + 1))},
+               folder / "biovil_t_image_model_proj_size_128.pt")
     return folder
