@@ -20,8 +20,19 @@ def monai_model(tiny_monai_bundle):
 
 
 @pytest.fixture(scope="module")
-def sd_model(tiny_sd_cxrbert):
-    return gk.load(tiny_sd_cxrbert, device="cpu")
+def sd_model(sd128_tree):
+    return gk.load(sd128_tree, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sd128_tree(tiny_sd_cxrbert, tmp_path_factory):
+    """The tiny SD tree served at 128 px (latents 16x16): the engine's behaviour, at 1/16 of the 512-px cost."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("sd128") / "sd"
+    shutil.copytree(tiny_sd_cxrbert, root)
+    (root / "groundkit.yaml").write_text("image_size: 128\n")
+    return root
 
 
 def _image(h=80, w=64, seed=0):
@@ -131,8 +142,8 @@ def test_real_size_layer_order_and_resolutions():
     assert s[6].name.startswith("mid_block") and s[7].name.startswith("up_blocks.1")
 
 
-def test_batched_gt_noised_equals_one_step_at_a_time(tiny_sd_cxrbert):
-    m1 = gk.load(tiny_sd_cxrbert, device="cpu")
+def test_batched_gt_noised_equals_one_step_at_a_time(sd128_tree):
+    m1 = gk.load(sd128_tree, device="cpu")
     img = _image(64, 64, seed=3)
     a = m1.ground(img, "left lower lobe atelectasis", "nuetzel2025", steps=(40, 50), batch_size=16)
     b = m1.ground(img, "left lower lobe atelectasis", "nuetzel2025", steps=(40, 50), batch_size=1)
@@ -165,11 +176,11 @@ def test_truncated_inversion_equals_full_inversion(monai_model):
     torch.testing.assert_close(kept[6], z, rtol=1e-4, atol=1e-5)
 
 
-def test_same_seed_same_heatmap_and_seed_matters(tiny_sd_cxrbert):
+def test_same_seed_same_heatmap_and_seed_matters(sd128_tree):
     img = _image(64, 64, seed=5)
-    a = gk.load(tiny_sd_cxrbert, device="cpu").ground(img, "right upper lobe pneumonia", "nuetzel2025", seed=1, **FAST_NUETZEL)
-    b = gk.load(tiny_sd_cxrbert, device="cpu").ground(img, "right upper lobe pneumonia", "nuetzel2025", seed=1, **FAST_NUETZEL)
-    c = gk.load(tiny_sd_cxrbert, device="cpu").ground(img, "right upper lobe pneumonia", "nuetzel2025", seed=2, **FAST_NUETZEL)
+    a = gk.load(sd128_tree, device="cpu").ground(img, "right upper lobe pneumonia", "nuetzel2025", seed=1, **FAST_NUETZEL)
+    b = gk.load(sd128_tree, device="cpu").ground(img, "right upper lobe pneumonia", "nuetzel2025", seed=1, **FAST_NUETZEL)
+    c = gk.load(sd128_tree, device="cpu").ground(img, "right upper lobe pneumonia", "nuetzel2025", seed=2, **FAST_NUETZEL)
     np.testing.assert_array_equal(a.heatmap_crop, b.heatmap_crop)
     assert not np.array_equal(a.heatmap_crop, c.heatmap_crop)
 
