@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import served_at
 
 import groundkit as gk
 from groundkit.engine import schedules
@@ -27,12 +28,7 @@ def sd_model(sd128_tree):
 @pytest.fixture(scope="module")
 def sd128_tree(tiny_sd_cxrbert, tmp_path_factory):
     """The tiny SD tree served at 128 px (latents 16x16): the engine's behaviour, at 1/16 of the 512-px cost."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("sd128") / "sd"
-    shutil.copytree(tiny_sd_cxrbert, root)
-    (root / "groundkit.yaml").write_text("image_size: 128\n")
-    return root
+    return served_at(tiny_sd_cxrbert, 128, tmp_path_factory)
 
 
 def _image(h=80, w=64, seed=0):

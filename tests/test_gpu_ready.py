@@ -2,13 +2,13 @@
 the automatic batch size, torch.compile wiring, bfloat16 close to float32."""
 from __future__ import annotations
 
-import shutil
 import sys
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
+from conftest import served_at
 
 import groundkit as gk
 from groundkit.api import resolve_dtype
@@ -19,10 +19,7 @@ from groundkit.recipes import get_recipe
 @pytest.fixture(scope="module")
 def sd64(tiny_sd_cxrbert, tmp_path_factory):
     """The tiny SD-1.5 + CXR-BERT tree at a 64-pixel input (8x8 latent): seconds per pass."""
-    root = tmp_path_factory.mktemp("sd64") / "sd"
-    shutil.copytree(tiny_sd_cxrbert, root)
-    (root / "groundkit.yaml").write_text("image_size: 64\n")
-    return root
+    return served_at(tiny_sd_cxrbert, 64, tmp_path_factory)
 
 
 def _image(seed=0, h=64, w=64):
