@@ -57,7 +57,7 @@ class Recorder:
         if not self._keep:
             return
         kept = probs if self._idx is None else probs.index_select(0, self._idx)
-        p = kept.float().mean(dim=1)  # (B', HW, N), heads averaged
+        p = kept.mean(dim=1, dtype=torch.float32)  # (B', HW, N), heads averaged in float32 without a float32 copy of every head
         g = torch.bmm(self._weights, p.transpose(1, 2))  # (B', G, HW); weights (B', G, N) live on the device already
         hw = g.shape[-1]
         side = info.resolution if info.resolution * info.resolution == hw else int(math.isqrt(hw))
