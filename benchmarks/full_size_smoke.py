@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from procmem import reset_peak, status_kb
+
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 KINDS = {
@@ -62,27 +64,6 @@ COMPONENT_MODULE = {  # verify's component label -> adapter attribute holding th
 # measuring
 
 
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 class Stage:
     """Wall time, RSS before/after, peak RSS during, and (CUDA) peak allocated memory of one stage."""
 
@@ -93,8 +74,8 @@ class Stage:
         import gc
 
         gc.collect()
-        self.exact = _reset_peak()
-        self.rss0 = _status_kb("VmRSS")
+        self.exact = reset_peak()
+        self.rss0 = status_kb("VmRSS")
         if self.device.startswith("cuda"):
             import torch
 
@@ -111,10 +92,10 @@ class Stage:
             torch.cuda.synchronize()
             cuda = torch.cuda.max_memory_allocated() / 2**30
         seconds = time.perf_counter() - self.t0
-        peak = _status_kb("VmHWM") if self.exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = status_kb("VmHWM") if self.exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self.results.append({
             "stage": self.name, "seconds": seconds, "rss_before_gib": (self.rss0 or 0) / 2**20,
-            "rss_after_gib": (_status_kb("VmRSS") or 0) / 2**20, "peak_rss_gib": (peak or 0) / 2**20,
+            "rss_after_gib": (status_kb("VmRSS") or 0) / 2**20, "peak_rss_gib": (peak or 0) / 2**20,
             "peak_exact": self.exact, "cuda_peak_gib": cuda,
         })
         return False

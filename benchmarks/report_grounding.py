@@ -6,8 +6,14 @@
 Prints mention extraction precision / recall (a predicted mention matches a true one when their spans
 overlap and the categories agree), negation accuracy (on matched mentions), the share of true positive
 findings that were grounded, and the grounding metrics per positive finding (Nuetzel protocol: fg/bg mIoU,
-CNR, Top-1) for the checkpoint's default recipe beside the centre-prior baseline on the same boxes; plus the
-U-Net calls per finding of the shared pass.
+CNR, Top-1) for the checkpoint's default recipe with the report-level contrast between findings on and off
+(both from ONE captured pass per report: only the post-processing differs), per number of findings drawn in
+the image (1, 2, 3) and in all, beside the centre-prior baseline on the same boxes; plus the U-Net calls per
+finding of the shared pass. The summary lines read, for a script:
+
+    all findings, contrast on: miou_fgbg X  cnr Y  top1 Z  (n=N)
+    all findings, contrast off: ...
+    all findings, centre prior: ...
 """
 from __future__ import annotations
 
@@ -43,6 +49,15 @@ def extraction(parsed, truth) -> tuple[int, int, int, int, int]:
     return tp, len(pred), len(truth), sum(m.negated == t["negated"] for t, m in judged), len(judged)
 
 
+def _means(rows) -> dict[str, float]:
+    return {m: float(np.nanmean([r[m] for r in rows])) if rows else float("nan") for m in METRICS}
+
+
+def _line(label: str, rows) -> str:
+    v = _means(rows)
+    return f"{label}: " + "  ".join(f"{m} {v[m]:.3f}" for m in METRICS) + f"  (n={len(rows)})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="demo")
@@ -57,25 +72,32 @@ def main() -> None:
     torch.set_num_threads(1)
     model = gk.load(args.checkpoint, device="cpu")
     counts = np.zeros(5, int)
-    rows = {"model": [], "centre": []}
+    # per method, per number of findings drawn in the image (1, 2, 3): metric rows of the positive findings
+    rows: dict[str, dict[int, list]] = {k: {} for k in ("on", "off", "centre")}
     grounded = positives = 0
     calls, t0 = [], time.time()
     for i, (img, findings, report) in enumerate(iter_report_samples(args.n, args.seed, args.size)):
         parsed = parse_report(report["text"], use_spacy=args.spacy)
         counts += extraction(parsed, report["mentions"])
-        rg = model.ground_report(img, report["text"], args.recipe, use_spacy=args.spacy)
-        calls.append(rg.info["unet_calls_per_finding"])
+        # contrast on and off from ONE captured pass per report (post-processing only differs)
+        both = model.ground_report_contrasts(img, report["text"], args.recipe, contrasts=("findings", "none"),
+                                             use_spacy=args.spacy)
+        calls.append(both["findings"].info["unet_calls_per_finding"])
+        nf = len(findings)
         for k, truth in enumerate(findings):
             positives += 1
             mentions = [m for m in report["mentions"] if m["finding_index"] == k]
-            hit = next((f for f in rg.positive if any(_overlap((x.start, x.end), (m["start"], m["end"]))
-                                                      for x in f.finding.mentions for m in mentions)), None)
-            if hit is None:
+            j = next((j for j, f in enumerate(both["findings"].findings)
+                      if f.grounding is not None and any(_overlap((x.start, x.end), (m["start"], m["end"]))
+                                                         for x in f.finding.mentions for m in mentions)), None)
+            if j is None:
                 continue
             grounded += 1
-            g = hit.grounding
-            rows["model"].append(g.evaluate(truth["boxes"]))
-            rows["centre"].append(baseline_row("centre", g.recipe, g.geometry, truth["boxes"]))
+            for key, mode in (("on", "findings"), ("off", "none")):
+                g = both[mode].findings[j].grounding
+                rows[key].setdefault(nf, []).append(g.evaluate(truth["boxes"]))
+            g = both["findings"].findings[j].grounding
+            rows["centre"].setdefault(nf, []).append(baseline_row("centre", g.recipe, g.geometry, truth["boxes"]))
         if (i + 1) % 20 == 0:
             print(f"{i + 1} reports, {time.time() - t0:.0f} s", flush=True)
     tp, npred, ntrue, neg_ok, judged = counts
@@ -83,9 +105,19 @@ def main() -> None:
     print(f"mention extraction: precision {tp / max(npred, 1):.3f}, recall {judged / max(ntrue, 1):.3f}")
     print(f"negation accuracy (matched mentions): {neg_ok / max(judged, 1):.3f} ({judged} judged)")
     print(f"positive findings grounded: {grounded}/{positives} ({grounded / max(positives, 1):.1%})")
-    print(f"U-Net calls per finding (shared pass): {np.mean(calls):.2f}")
-    for name, rs in rows.items():
-        print(f"{name:<7} " + "  ".join(f"{m} {np.nanmean([r[m] for r in rs]):.3f}" for m in METRICS) + f"  (n={len(rs)})")
+    print(f"U-Net calls per finding (shared pass, contrast on and off alike): {np.mean(calls):.2f}")
+    print("\nper positive finding (Nuetzel protocol), contrast on | contrast off | centre prior:")
+    print(f"{'findings in image':<18} " + " | ".join(f"{'miou_fgbg':>9} {'cnr':>6} {'top1':>6}" for _ in range(3)) + "      n")
+    for nf in sorted(set(rows["on"]) | set(rows["off"])):
+        vals = [_means(rows[k].get(nf, [])) for k in ("on", "off", "centre")]
+        print(f"{nf:<18} " + " | ".join(f"{v['miou_fgbg']:>9.3f} {v['cnr']:>6.2f} {v['top1']:>6.2f}" for v in vals)
+              + f"  {len(rows['on'].get(nf, [])):>5}")
+    flat = {k: [r for nf in sorted(v) for r in v[nf]] for k, v in rows.items()}
+    for key, label in (("on", "contrast on"), ("off", "contrast off"), ("centre", "centre prior")):
+        print(_line(f"all findings, {label}", flat[key]))
+    on, centre = _means(flat["on"]), _means(flat["centre"])
+    if centre["cnr"] > 0:
+        print(f"CNR contrast on / centre prior: {on['cnr'] / centre['cnr']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -162,9 +162,7 @@ def _variants(model, image, recipe, recipe_name, naive_steps):
 
     def ours(n, r):
         def run():
-            model._inversions.clear()
-            model._text_passes.clear()
-            model._uncond0.clear()
+            model.clear_caches(latents=False)
             return model.ground_many(image, PHRASES[:n], r), 1.0
         return run
 

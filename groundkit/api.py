@@ -88,8 +88,24 @@ def from_diffusers(pipe=None, *, unet=None, vae=None, text_encoder=None, tokeniz
     factor, the scheduler config's noise schedule (epsilon or v_prediction). ``attention_mask``: pass the
     tokenizer's mask with the phrases (default: as ``load`` does, yes for BERT-family encoders, no for CLIP).
     """
+    from collections.abc import Mapping
+
     from groundkit.families.diffusers_sd import DiffusersSDAdapter
 
+    if isinstance(pipe, Mapping):
+        raise TypeError(f"from_diffusers: got a dict of pipeline components ({', '.join(map(str, list(pipe)[:6]))}); pass them as "
+                        "keyword arguments, gk.from_diffusers(**components), or pass the pipeline itself")
+    if pipe is not None and not any(hasattr(pipe, k) for k in ("unet", "text_encoder", "tokenizer", "scheduler")):
+        what = type(pipe).__name__
+        hint = (" (a U-Net: pass it as unet=...)" if isinstance(pipe, torch.nn.Module) and hasattr(getattr(pipe, "config", None), "get")
+                and getattr(pipe, "config").get("cross_attention_dim") is not None else "")
+        raise TypeError(f"from_diffusers: pipe: expected a diffusers pipeline (with .unet, .text_encoder, .tokenizer and "
+                        f".scheduler) or None, got {what}{hint}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0):
+        raise ValueError(f"from_diffusers: image_size={image_size!r:.40}: expected a positive integer (pixels), or None for "
+                         "the pipeline's default (unet.config.sample_size x the VAE's downsampling)")
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise ValueError(f"from_diffusers: name: expected a short non-empty text, got {type(name).__name__}")
     parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
     for key, value in parts.items():
         if value is None and pipe is not None:

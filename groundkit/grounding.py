@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from groundkit.core.geometry import Geometry, mask_to_original, to_original
-from groundkit.core.io import atomic_write_json
+from groundkit.core.outdir import check_targets, write_json, write_npy, write_png
 from groundkit.recipes import Recipe
+
+OUTPUT_FILES = ("heatmap.npy", "mask.png", "overlay.png", "tokens.png", "result.json")  # what save() may write
 
 
 @dataclass
@@ -31,10 +33,29 @@ class Grounding:
         return (f"Grounding({self.phrase!r}, {self.info.get('checkpoint', '?')}/{self.recipe.name}, "
                 f"{self.geometry.orig_h}x{self.geometry.orig_w}, mask {self.mask_crop.mean():.1%}"
                 + (f", {self.info.get('unet_calls', 0):g} U-Net calls" if "unet_calls" in self.info else "")
-                + (f", {s:.2f} s" if s is not None else "") + extra + ")")
+                + (f", {s:.2f} s" if s is not None else "")
+                + (f", confidence {self.confidence:.2f}" if self.confidence is not None else "")
+                + ("" if self.localised else ", not localised") + extra + ")")
 
     def metrics_summary(self) -> str:
         return ", ".join(f"{k} {v:.3f}" for k, v in (self.metrics or {}).items() if not k.startswith("n_boxes"))
+
+    @property
+    def signals(self) -> dict[str, float]:
+        """Label-free quality signals of this map (groundkit.engine.confidence, docs/confidence.md)."""
+        return dict(self.info.get("signals") or {})
+
+    @property
+    def confidence(self) -> float | None:
+        """P(IoU of the mask with the true region >= 0.3) from the checkpoint's calibration of this recipe; None
+        when uncalibrated (``info["confidence"]`` says why, or where the calibration came from)."""
+        c = self.info.get("confidence")
+        return c.get("value") if isinstance(c, dict) else None
+
+    @property
+    def localised(self) -> bool:
+        """False when ``min_confidence`` abstained: the finding is listed, its mask is not drawn."""
+        return bool(self.info.get("localised", True))
 
     @property
     def heatmap(self) -> np.ndarray:
@@ -43,8 +64,10 @@ class Grounding:
 
     @property
     def mask(self) -> np.ndarray:
-        """(H, W) bool in original pixels; False outside the field of view."""
-        return mask_to_original(self.mask_crop, self.geometry)
+        """(H, W) bool in original pixels; False outside the field of view, and everywhere when not localised
+        (``min_confidence`` abstained; ``mask_crop`` keeps the thresholded map)."""
+        m = mask_to_original(self.mask_crop, self.geometry)
+        return m if self.localised else np.zeros_like(m)
 
     @property
     def token_maps(self) -> dict[str, np.ndarray] | None:
@@ -82,15 +105,14 @@ class Grounding:
     def save(self, out_dir: str | Path, boxes=None) -> Path:
         """heatmap.npy (original size, NaN outside the field of view), mask.png, overlay.png,
         result.json; token maps as tokens.png when present."""
-        from PIL import Image
-
         from groundkit import viz
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        check_targets(out, OUTPUT_FILES)  # refuse a planted link before anything is written
         heat = self.heatmap
-        np.save(out / "heatmap.npy", heat.astype(np.float32))
-        Image.fromarray(self.mask.astype(np.uint8) * 255).save(out / "mask.png")
+        write_npy(out / "heatmap.npy", heat.astype(np.float32))
+        write_png(out / "mask.png", self.mask.astype(np.uint8) * 255)
         if boxes is not None:
             self.evaluate(boxes)
         result = self.to_json()
@@ -102,5 +124,5 @@ class Grounding:
                         sides=True, colorbar_label=f"cross-attention ({self.recipe.name}, min-max)")
             if self.token_maps_crop:
                 viz.token_grid(self.image, self.token_maps, out / "tokens.png")
-        atomic_write_json(out / "result.json", result)
+        write_json(out / "result.json", result)
         return out

@@ -16,21 +16,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Sequence
 
+from groundkit.core.bounds import (  # noqa: F401 - re-exported: the field values and limits belong to the recipe API
+    BBM_VARIANTS,
+    FIELDS,
+    LATENTS,
+    MAX_GRID,
+    MAX_LAYER_INDEX,
+    MAX_TEXT,
+    MODES,
+    PROTOCOLS,
+    THRESHOLDS,
+    UPSAMPLE,
+    FieldSpec,
+    check_field,
+    field_error,
+    is_int,
+    is_num,
+)
 from groundkit.core.registry import Registry
 from groundkit.core.types import LayerInfo
-
-MODES = ("gt-noised", "ddim-inversion")
-LATENTS = ("mean", "sample")
-# "multiotsu" is Otsu as the published Vilouras code computes it (skimage threshold_multiotsu with
-# 2 classes), which can land one histogram bin above threshold_otsu ("otsu").
-THRESHOLDS = ("otsu", "multiotsu", "gmm", "none")
-BBM_VARIANTS = ("mixture", "linear", "quadratic")
-UPSAMPLE = ("bilinear", "nearest")
-PROTOCOLS = ("vilouras", "nuetzel")
+from groundkit.core.yamlfile import short as _short
 
 
 @dataclass(frozen=True)
@@ -63,23 +73,14 @@ class Recipe:
     batch_size: int = 0  # U-Net batch items per forward (timesteps x phrases); 0 = automatic: from free memory on CUDA, 8 on CPU/MPS
 
     def __post_init__(self) -> None:
-        _check(self.mode in MODES, "mode", self.mode, MODES)
-        _check(self.threshold in THRESHOLDS, "threshold", self.threshold, THRESHOLDS)
-        _check(self.bbm is None or self.bbm in BBM_VARIANTS, "bbm", self.bbm, BBM_VARIANTS + (None,))
-        _check(self.upsample in UPSAMPLE, "upsample", self.upsample, UPSAMPLE)
-        _check(self.latent in LATENTS, "latent", self.latent, LATENTS)
-        _check(self.protocol in PROTOCOLS, "protocol", self.protocol, PROTOCOLS)
-        kind, _, num = self.grid.partition(":")
-        if kind not in ("leading", "stride") or not num.isdigit() or int(num) < 1:
-            raise ValueError(f"recipe field 'grid': expected 'leading:N' or 'stride:K', got {self.grid!r}")
+        for f in fields(self):  # every field against its row of FIELDS (type and range), then the cross-field rules
+            check_field(f.name, getattr(self, f.name))
         for name in ("steps", "bbm_steps"):
             a, b = getattr(self, name)
             if not 0 <= a < b:
                 raise ValueError(f"recipe field {name!r}: expected 0 <= start < end, got {a}:{b}")
         if self.bbm is not None and self.mode != "gt-noised":
             raise ValueError("recipe field 'bbm': Bimodal Bias Merging needs mode='gt-noised' (its image bias is the GT-noised start-token map)")
-        if self.batch_size < 0:
-            raise ValueError(f"recipe field 'batch_size': expected >= 1, or 0 for automatic, got {self.batch_size}")
 
     # ------------------------------------------------------------------ helpers
     def override(self, **changes: Any) -> Recipe:
@@ -90,7 +91,7 @@ class Recipe:
             key = key.replace("-", "_")
             if key not in known:
                 raise ValueError(f"unknown recipe field {key!r}; known fields: {', '.join(sorted(known))}")
-            parsed[key] = _parse(key, value) if isinstance(value, str) else _normalise(key, value)
+            parsed[key] = parse_field(key, value)
         return replace(self, **parsed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,21 +110,49 @@ class Recipe:
         n = int(num)
         if kind == "stride":
             return list(range(0, num_train_timesteps, n))
+        if n > num_train_timesteps:
+            raise ValueError(f"recipe field 'grid': {self.grid} asks for {n} steps, more than the model's "
+                             f"{num_train_timesteps} training timesteps (allowed: leading:1..{num_train_timesteps})")
         ratio = num_train_timesteps // n
         return [i * ratio + 1 for i in reversed(range(n))]  # diffusers "leading", steps_offset 1
 
 
-def _check(ok: bool, name: str, value: Any, allowed: tuple) -> None:
-    if not ok:
-        raise ValueError(f"recipe field {name!r}: expected one of {allowed}, got {value!r}")
+def parse_field(key: str, value: Any) -> Any:
+    """One override (a string as typed on a command line, or a YAML / Python value) parsed and checked against
+    its row of :data:`FIELDS`; the message names the field, the value and what is allowed."""
+    key = key.replace("-", "_")
+    if key not in FIELDS:
+        raise ValueError(f"unknown recipe field {key!r}; known fields: {', '.join(sorted(FIELDS))}")
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise field_error(key, value, f"{len(value)} characters, at most {MAX_TEXT}")
+    out = _parse(key, value) if isinstance(value, str) else _normalise(key, value)
+    check_field(key, out)
+    return out
+
+
+def check_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Every override checked on its own (no recipe needed): called before a model is loaded, so that a bad
+    ``--set`` fails in milliseconds. Returns the overrides unchanged."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ValueError(f"recipe overrides: expected a mapping of recipe fields to values, got {_short(overrides)}")
+    for key, value in overrides.items():
+        if not isinstance(key, str):
+            raise ValueError(f"recipe overrides: field names are text, got {_short(key)}")
+        parse_field(key, value)
+    return overrides
 
 
 def _range(text: str, name: str) -> tuple[int, int]:
     try:
         a, b = text.split(":")
+        if len(a.strip()) > 12 or len(b.strip()) > 12:
+            raise ValueError
         return int(a), int(b)
     except ValueError:
-        raise ValueError(f"recipe field {name!r}: expected START:END (e.g. 120:180), got {text!r}") from None
+        raise ValueError(f"recipe field {name!r}: expected START:END (e.g. 120:180) with 0 <= START < END <= {MAX_GRID}, "
+                         f"got {_short(text)}") from None
 
 
 BLOCKS = ("down", "mid", "up")
@@ -160,18 +189,31 @@ def _is_selector(text: str) -> bool:
 
 
 def _indices(text: str) -> tuple[int, ...]:
+    """Indices and ranges, each bounded (0..MAX_LAYER_INDEX) before any range is built."""
     out: set[int] = set()
     try:
         for part in (p for p in text.split(",") if p):
             if "-" in part:
                 a, b = part.split("-")
-                out.update(range(int(a), int(b) + 1))
+                lo, hi = _layer_index(a, text), _layer_index(b, text)
+                out.update(range(lo, hi + 1))
             else:
-                out.add(int(part))
-    except ValueError:
+                out.add(_layer_index(part, text))
+    except ValueError as e:
+        if str(e).startswith("recipe field"):
+            raise
         raise ValueError(f"recipe field 'layers': expected 'all', indices like 3,4,6,7 or 2-7, a resolution like 16x16, "
-                         f"a part (down, mid, up) or both like up:16x16, got {text!r}") from None
+                         f"a part (down, mid, up) or both like up:16x16, got {_short(text)}") from None
     return tuple(sorted(out))
+
+
+def _layer_index(text: str, spec: str) -> int:
+    if not text.isdigit() or len(text) > 6 or int(text) > MAX_LAYER_INDEX:
+        if text.isdigit():
+            raise ValueError(f"recipe field 'layers': index {_short(text, 20)} out of range in {_short(spec)} "
+                             f"(allowed: 0..{MAX_LAYER_INDEX})")
+        raise ValueError("not an index")
+    return int(text)
 
 
 def _select(selector: str, layers: Sequence[LayerInfo]) -> set[int]:
@@ -220,35 +262,63 @@ def describe_layers(spec: tuple[int, ...] | str | None) -> str:
 
 
 def _parse(key: str, value: str) -> Any:
+    """A field's value as typed on a command line (``--set key=value``) or written as text in YAML."""
     if key in ("steps", "bbm_steps"):
         return _range(value, key)
     if key == "layers":
         return parse_layers(value)
     if key in ("sigma", "bbm"):
-        return None if value.lower() in ("none", "off", "") else (float(value) if key == "sigma" else value)
+        if value.strip().lower() in ("none", "off", ""):
+            return None
+        return _number(key, value, float) if key == "sigma" else value
     if key in ("layer_norm", "map_fp16", "drop_empty"):
         if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError(f"recipe field {key!r}: expected true/false, got {value!r}")
+            raise field_error(key, value)
         return value.lower() in ("true", "1", "yes")
     if key == "batch_size" and value.strip().lower() == "auto":
         return 0
     if key in ("seed", "batch_size"):
-        return int(value)
+        return _number(key, value, int)
     if key == "guidance_scale":
-        return float(value)
+        return _number(key, value, float)
     return value
 
 
+def _number(key: str, text: str, kind: type) -> Any:
+    t = text.strip()
+    if len(t) > 40:  # int() of thousands of digits is slow, and no valid value is that long
+        raise field_error(key, text)
+    try:
+        return kind(t)
+    except (ValueError, OverflowError):
+        raise field_error(key, text) from None
+
+
+_SEQUENCE = (list, tuple, range)
+
+
 def _normalise(key: str, value: Any) -> Any:
+    """A field's value given as a Python / YAML value: only the types the field takes (a set, a mapping, a
+    float where an integer is expected are refused by name)."""
+    if hasattr(value, "tolist") and key in ("steps", "bbm_steps", "layers"):  # a numpy array or scalar
+        value = value.tolist()
     if key in ("steps", "bbm_steps") and value is not None:
-        if isinstance(value, int):
+        if is_int(value):
             raise ValueError(f"recipe field {key!r}: got the number {value}; YAML 1.1 reads an unquoted 40:50 as a "
                              "base-60 number: write '40:50' in quotes or [40, 50]")
+        if not isinstance(value, _SEQUENCE) or len(value) != 2 or not all(is_int(v) for v in value):
+            raise field_error(key, value, "a list of two integers, e.g. [40, 50], or '40:50'")
         return tuple(int(v) for v in value)
     if key == "layers" and value is not None:
-        if isinstance(value, str):
-            return parse_layers(value)
-        return tuple(sorted(int(v) for v in value))
+        if not isinstance(value, _SEQUENCE) or len(value) > MAX_LAYER_INDEX + 1 or not all(is_int(v) for v in value):
+            raise field_error(key, value, f"a selector as text, or a list of at most {MAX_LAYER_INDEX + 1} integer indices")
+        return tuple(sorted({int(v) for v in value}))
+    if key in ("layer_norm", "map_fp16", "drop_empty") and is_int(value) and value in (0, 1):
+        return bool(value)
+    if key in ("sigma", "guidance_scale") and is_num(value):
+        return float(value) if math.isfinite(value) else value  # non-finite: refused by the table
+    if key in ("seed", "batch_size") and is_int(value):
+        return int(value)
     return value
 
 
@@ -287,7 +357,7 @@ NUETZEL2025 = Recipe(
 
 NUETZEL2025_BBM = replace(NUETZEL2025, name="nuetzel2025-bbm", bbm="mixture")
 
-# Measured fast variants (benchmarks/demo/quality.py on the held-out synthetic split, README "Fast
+# Measured fast variants (benchmarks/demo/quality.py on the held-out synthetic split, docs/recipes.md "Fast
 # recipes"): registered only because every macro metric stayed within 2% of the faithful recipe.
 # They do not give the published maps; use the faithful names to reproduce a paper.
 VILOURAS2024_FAST = replace(VILOURAS2024, name="vilouras2024-fast", grid="stride:9", steps=(40, 60))  # same t = 360..531, 3x fewer calls

@@ -11,19 +11,22 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from groundkit.core.io import read_yaml
+from groundkit.core.bounds import option_problem
 from groundkit.core.registry import Registry
-from groundkit.core.safeload import confined
-from groundkit.recipes import RECIPES, Recipe, register_checkpoint_recipe
+from groundkit.core.safeload import confined, escaping_link
+from groundkit.core.yamlfile import read_yaml, short
+from groundkit.recipes import RECIPES, Recipe, check_overrides, register_checkpoint_recipe
 
-__all__ = ["ADAPTERS", "CheckpointConfigError", "CheckpointEntry", "adapter_names", "confined", "detect_adapter",
-           "entry_for_verify", "folder_config", "get_adapter_class", "groundkit_home", "home_of", "load_checkpoints",
-           "register_adapter", "resolve"]
+__all__ = ["ADAPTERS", "CheckpointConfigError", "CheckpointEntry", "PluginError", "PluginWarning", "adapter_names",
+           "confined", "detect_adapter", "entry_for_verify", "folder_config", "get_adapter_class", "groundkit_home", "home_of",
+           "load_checkpoints", "plugin_status", "register_adapter", "resolve"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_CHECKPOINTS = PACKAGE_DIR / "checkpoints.yaml"
@@ -41,17 +44,99 @@ class CheckpointConfigError(ValueError):
     """checkpoints.yaml is malformed; the message names the file and key."""
 
 
+class PluginError(ValueError):
+    """An installed adapter plugin cannot be used (its import fails); the message names its package."""
+
+
+class PluginWarning(UserWarning):
+    """A broken adapter plugin was skipped (one warning per package)."""
+
+
 def _import(target: str):
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
+_BROKEN: dict[str, str] = {}  # adapter name -> "package X: why", for every plugin found broken in this process
+_PACKAGES: dict[str, str] = {}  # adapter name -> the distribution that declares it
+
+
+def _package(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    name = getattr(dist, "name", None) if dist is not None else None
+    return name or ep.value.partition(":")[0]
+
+
+def _broken(name: str, why: str) -> str:
+    """Record a broken plugin and warn once (naming the package); returns the one-line reason."""
+    package = _PACKAGES.get(name, name)
+    line = f"adapter plugin {name!r} (package {package}) {why}"
+    if name not in _BROKEN:
+        _BROKEN[name] = line
+        warnings.warn(f"{line}; skipped (built-in families and other plugins still work)", PluginWarning, stacklevel=3)
+    return line
+
+
+def _why(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _plugin(ep, builtin: str | None):
+    """A lazy loader for one entry point: a failing import is recorded, warned about once and - for a plugin
+    that replaces a built-in family - falls back to the built-in; otherwise it raises PluginError."""
+    def load():
+        try:
+            return ep.load()
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a third party's import may raise anything
+            line = _broken(ep.name, f"fails to import ({_why(exc)})")
+            if builtin is not None:
+                return _import(builtin)
+            raise PluginError(line) from None
+    return load
+
+
 def _discovered() -> dict[str, Any]:
-    """Entry points first (an installed package may replace a built-in), then the built-ins."""
+    """Built-ins, then entry points (an installed package may replace a built-in; a broken one does not)."""
     found: dict[str, Any] = {name: (lambda t=target: _import(t)) for name, target in _BUILTIN_ADAPTERS.items()}
-    for ep in metadata.entry_points(group="groundkit.adapters"):
-        found[ep.name] = ep.load
+    try:
+        eps = list(metadata.entry_points(group="groundkit.adapters"))
+    except Exception as exc:  # noqa: BLE001 - a malformed *.dist-info must not break the built-ins
+        _broken("<entry points>", f"cannot be listed ({_why(exc)})")
+        eps = []
+    for ep in eps:
+        _PACKAGES.setdefault(ep.name, _package(ep))
+        found[ep.name] = _plugin(ep, _BUILTIN_ADAPTERS.get(ep.name))
     return found
+
+
+def plugin_status() -> list[dict[str, str]]:
+    """Every installed third-party ``groundkit.adapters`` plugin: name, package, target and ``error`` ('' when it
+    imports and its ``detect()`` answers on an empty folder). Used by ``groundkit checkpoints list``."""
+    try:
+        eps = list(metadata.entry_points(group="groundkit.adapters"))
+    except Exception as exc:  # noqa: BLE001
+        return [{"name": "<entry points>", "package": "?", "target": "", "error": _why(exc)}]
+    out = []
+    with tempfile.TemporaryDirectory(prefix="groundkit-probe-") as empty:
+        for ep in eps:
+            _PACKAGES.setdefault(ep.name, _package(ep))
+            if _package(ep) == "groundkit":  # the built-in families' own entry points
+                continue
+            row = {"name": ep.name, "package": _package(ep), "target": ep.value, "error": ""}
+            try:
+                cls = ep.load()
+            except (Exception, SystemExit) as exc:  # noqa: BLE001
+                row["error"] = f"fails to import ({_why(exc)})"
+            else:
+                try:
+                    cls.detect(Path(empty))
+                except Exception as exc:  # noqa: BLE001
+                    row["error"] = f"detect() raises ({_why(exc)})"
+            if not row["error"] and ep.name in _BROKEN:
+                row["error"] = _BROKEN[ep.name].split(f"(package {row['package']}) ", 1)[-1]
+            out.append(row)
+    return out
 
 
 ADAPTERS: Registry[type] = Registry("adapter", loader=_discovered)
@@ -82,8 +167,19 @@ def groundkit_home(config_home: str | None = None) -> Path:
 
 def home_of(file: str | Path | None = None) -> Path:
     """The resolved home folder of a checkpoints.yaml (default: the shipped one)."""
-    data = read_yaml(_checkpoints_file(file), "checkpoints file") or {}
-    return groundkit_home(data.get("home") if isinstance(data, dict) else None)
+    file = _checkpoints_file(file)
+    try:
+        data = read_yaml(file, "checkpoints file") or {}
+    except ValueError as e:
+        raise CheckpointConfigError(str(e)) from None
+    return groundkit_home(_home_value(file, data) if isinstance(data, dict) else None)
+
+
+def _home_value(file: Path, data: dict) -> str | None:
+    home = data.get("home")
+    if home is not None and (not isinstance(home, str) or not home.strip() or "\x00" in home):
+        raise CheckpointConfigError(f"{file}: home: expected a folder path (text), got {short(home)}")
+    return home
 
 
 @dataclass
@@ -131,50 +227,71 @@ def _resolve_path(raw: str, home: Path) -> Path:
     return p if p.is_absolute() else home / p
 
 
-def _check_overrides(where: str, recipe: str, overrides: Any) -> dict[str, Any]:
+def _check_overrides(label: str, recipe: str | None, overrides: Any) -> dict[str, Any]:
+    """Recipe overrides from a config file: a mapping of known fields, each of its field's type and range (and,
+    with the base recipe known, valid together with it); the message names the file and the field."""
     if not isinstance(overrides, dict):
-        raise CheckpointConfigError(f"{where}.overrides: expected a mapping of recipe fields, got {overrides!r}")
+        raise CheckpointConfigError(f"{label}: expected a mapping of recipe fields (field: value), got {short(overrides)}")
     if overrides:
         try:
-            RECIPES.get(recipe).override(**overrides)
+            check_overrides(overrides)
+            if recipe is not None:
+                RECIPES.get(recipe).override(**overrides)
         except (ValueError, TypeError) as e:
-            raise CheckpointConfigError(f"{where}.overrides: {e}") from None
+            raise CheckpointConfigError(f"{label}: {e}") from None
     return dict(overrides)
 
 
+def _check_options(where: str, options: dict[str, Any], sep: str = ".") -> None:
+    """Shared checkpoint options (image_size, max_length, ...): type and range, with the file and key named."""
+    for key, value in options.items():
+        problem = option_problem(key, value)
+        if problem:
+            raise CheckpointConfigError(f"{where}{sep}{key}: {problem}")
+
+
 def _entry(file: Path, name: str, raw: Any, home: Path, adapters: list[str]) -> CheckpointEntry:
-    where = f"{file}: checkpoints.{name}"
+    where = f"{file}: checkpoints.{short(name, 60) if not isinstance(name, str) else name[:80]}"
+    if not isinstance(name, str):
+        raise CheckpointConfigError(f"{where}: a checkpoint name must be text")
     if not isinstance(raw, dict):
         raise CheckpointConfigError(f"{where}: expected a mapping")
     for key in ("adapter", "path", "recipe"):
         if key not in raw:
             raise CheckpointConfigError(f"{where}: missing required key '{key}'")
-    if raw["adapter"] not in adapters:
-        raise CheckpointConfigError(f"{where}.adapter: unknown adapter {raw['adapter']!r} (installed: {', '.join(adapters)})")
-    if raw["recipe"] not in RECIPES:
-        raise CheckpointConfigError(f"{where}.recipe: unknown recipe {raw['recipe']!r} (known: {', '.join(RECIPES.names())})")
-    options = adapter_options(raw["adapter"])
+    if not isinstance(raw["adapter"], str) or raw["adapter"] not in adapters:
+        raise CheckpointConfigError(f"{where}.adapter: unknown adapter {short(raw['adapter'])} (installed: {', '.join(adapters)})")
+    if not isinstance(raw["recipe"], str) or raw["recipe"] not in RECIPES:
+        raise CheckpointConfigError(f"{where}.recipe: unknown recipe {short(raw['recipe'])} (known: {', '.join(RECIPES.names())})")
+    try:
+        options = adapter_options(raw["adapter"])
+    except PluginError:  # a broken plugin: this entry fails when used (with the plugin's error), the others load
+        options = {k: "" for k in set(raw) - ENTRY_FIELDS}
     unknown = set(raw) - ENTRY_FIELDS - set(options)
     if unknown:
-        raise CheckpointConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(ENTRY_FIELDS | set(options)))})")
-    if not isinstance(raw["path"], str) or not raw["path"].strip():
-        raise CheckpointConfigError(f"{where}.path: expected a folder path, got {raw['path']!r}")
+        raise CheckpointConfigError(f"{where}: unknown keys {short(sorted(unknown, key=str))} (allowed: {', '.join(sorted(ENTRY_FIELDS | set(options)))})")
+    if not isinstance(raw["path"], str) or not raw["path"].strip() or "\x00" in raw["path"]:
+        raise CheckpointConfigError(f"{where}.path: expected a folder path, got {short(raw['path'])}")
     files = raw.get("files") or []
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise CheckpointConfigError(f"{where}.files: expected a list of file paths relative to the folder, got {files!r}")
+        raise CheckpointConfigError(f"{where}.files: expected a list of file paths relative to the folder, got {short(files)}")
     for f in files:
         if Path(f).is_absolute() or ".." in Path(f).parts:
-            raise CheckpointConfigError(f"{where}.files: {f!r} is not a path inside the checkpoint folder")
+            raise CheckpointConfigError(f"{where}.files: {short(f)} is not a path inside the checkpoint folder")
     sha = raw.get("sha256") or {}
     if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v)
                                             for k, v in sha.items()):
-        raise CheckpointConfigError(f"{where}.sha256: expected a mapping {{relative file: 64 hex digits}}, got {sha!r}")
+        raise CheckpointConfigError(f"{where}.sha256: expected a mapping {{relative file: 64 hex digits}}, got {short(sha)}")
+    for key in ("source", "description", "paper"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise CheckpointConfigError(f"{where}.{key}: expected text, got {short(raw[key])}")
+    _check_options(where, {k: v for k, v in raw.items() if k in options})
     path = _resolve_path(str(raw["path"]), home)
     source = str(raw.get("source", "")).strip().replace("$GROUNDKIT_HOME", str(home)).replace("${GROUNDKIT_HOME}", str(home))
     return CheckpointEntry(
         name=name, adapter=raw["adapter"], path=path, recipe=raw["recipe"], source=source,
         description=str(raw.get("description", "")).strip(), files=list(files), sha256=dict(sha),
-        overrides=_check_overrides(where, raw["recipe"], raw.get("overrides") or {}),
+        overrides=_check_overrides(f"{where}.overrides", raw["recipe"], raw.get("overrides") or {}),
         options={k: v for k, v in raw.items() if k in options}, paper=str(raw.get("paper", "")).strip())
 
 
@@ -188,7 +305,7 @@ def load_checkpoints(file: str | Path | None = None) -> dict[str, CheckpointEntr
         raise CheckpointConfigError(str(e)) from None
     if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), dict):
         raise CheckpointConfigError(f"{file}: expected a mapping with a 'checkpoints' key")
-    home = groundkit_home(data.get("home"))
+    home = groundkit_home(_home_value(file, data))
     adapters = adapter_names()
     return {name: _entry(file, name, raw, home, adapters) for name, raw in data["checkpoints"].items()}
 
@@ -200,19 +317,34 @@ def folder_config(path: Path, adapter: str | None = None) -> dict[str, Any]:
     file = Path(path) / FOLDER_CONFIG
     if not file.is_file():
         return {}
+    if escaping_link(path, file) is not None:
+        raise CheckpointConfigError(f"{file}: a symbolic link to {file.resolve()}, outside the checkpoint folder; refused")
     try:
         data = read_yaml(file) or {}
     except ValueError as e:
         raise CheckpointConfigError(str(e)) from None
     if not isinstance(data, dict):
-        raise CheckpointConfigError(f"{file}: expected a mapping")
+        raise CheckpointConfigError(f"{file}: expected a mapping, got {short(data)}")
+    if not all(isinstance(k, str) for k in data):
+        raise CheckpointConfigError(f"{file}: keys must be text, got {short([k for k in data if not isinstance(k, str)])}")
+    if data.get("adapter") is not None and (not isinstance(data["adapter"], str) or data["adapter"] not in adapter_names()):
+        raise CheckpointConfigError(f"{file}: adapter: unknown adapter {short(data['adapter'])} (installed: {', '.join(adapter_names())})")
     adapter = data.get("adapter") or adapter or detect_adapter(path)
-    options = adapter_options(adapter) if adapter in adapter_names() else {}
+    try:
+        options = adapter_options(adapter) if adapter in adapter_names() else {}
+    except PluginError as e:
+        raise CheckpointConfigError(f"{file}: {e}") from None
     unknown = set(data) - FOLDER_FIELDS - set(options)
     if unknown:
-        raise CheckpointConfigError(f"{file}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(FOLDER_FIELDS | set(options)))})")
-    if "recipe" in data and data["recipe"] not in RECIPES:
-        raise CheckpointConfigError(f"{file}: recipe: unknown recipe {data['recipe']!r} (known: {', '.join(RECIPES.names())})")
+        raise CheckpointConfigError(f"{file}: unknown keys {short(sorted(unknown))} (allowed: {', '.join(sorted(FOLDER_FIELDS | set(options)))})")
+    if "recipe" in data and (not isinstance(data["recipe"], str) or data["recipe"] not in RECIPES):
+        raise CheckpointConfigError(f"{file}: recipe: unknown recipe {short(data['recipe'])} (known: {', '.join(RECIPES.names())})")
+    if data.get("description") is not None and not isinstance(data["description"], str):
+        raise CheckpointConfigError(f"{file}: description: expected text, got {short(data['description'])}")
+    if "overrides" in data:
+        data["overrides"] = _check_overrides(f"{file}: overrides", data.get("recipe") if isinstance(data.get("recipe"), str) else None,
+                                             data["overrides"] if data["overrides"] is not None else {})
+    _check_options(f"{file}:", {k: v for k, v in data.items() if k in options}, sep=" ")
     for key in ("text_encoder", "tokenizer", "unet_subfolder"):
         if key in data:  # a folder's own config never points outside the folder
             data[key] = str(confined(path, str(data[key]), f"{file}: {key}"))
@@ -224,7 +356,21 @@ def detect_adapter(path: str | Path) -> str:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such checkpoint folder")
-    hits = [name for name in adapter_names() if get_adapter_class(name).detect(p)]
+    hits = []
+    for name in adapter_names():
+        try:
+            cls = get_adapter_class(name)
+        except PluginError:  # warned once already; the other families still answer
+            continue
+        try:
+            found = bool(cls.detect(p))
+        except Exception as exc:  # noqa: BLE001 - a third party's detect() may raise anything
+            if name in _BUILTIN_ADAPTERS and _PACKAGES.get(name, "groundkit") == "groundkit":
+                raise  # a built-in family's own bug is not a plugin to skip
+            _broken(name, f"raises in detect() ({_why(exc)})")
+            continue
+        if found:
+            hits.append(name)
     if not hits:
         raise ValueError(
             f"{p}: not a known checkpoint layout (MONAI bundle: configs/inference.json + models/; "

@@ -5,6 +5,11 @@ ONE batched call that shares the per-image work (the image latent, the unconditi
 the GT-noised latents) and returns a :class:`ReportGrounding`: ``save(dir)`` writes ``findings.json``, one
 heatmap ``.npy`` and mask ``.png`` per grounded finding, an overlay of every contour and ``report.html``
 (self-contained, works from file://).
+
+With several positive findings each finding's map is computed against the others' (``contrast="findings"``,
+the default: groundkit.engine.contrast, docs/report-grounding.md); findings.json records it under ``contrast``.
+The overlay and the page outline every finding in its own colour (never filled), at least 512 px on the long
+side; heatmaps and masks keep the model's geometry.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from groundkit.core.io import atomic_write_json, atomic_write_text, clean_json
+from groundkit.core.io import clean_json
+from groundkit.core.outdir import check_target, write_json, write_npy, write_png, write_text
 from groundkit.grounding import Grounding
 from groundkit.reports.parse import Finding, ParsedReport
 
@@ -46,7 +52,9 @@ class GroundedFinding:
             g = self.grounding
             d.update({"heatmap": f"finding_{index}_heatmap.npy", "mask": f"finding_{index}_mask.png",
                       "unet_calls": g.info.get("unet_calls"), "tokens": g.info.get("tokens", {}).get("summary"),
-                      "mask_fraction": float(g.mask_crop.mean()), "metrics": g.metrics})
+                      "mask_fraction": float(g.mask_crop.mean()), "metrics": g.metrics, "confidence": g.confidence,
+                      "confidence_info": g.info.get("confidence"), "signals": g.info.get("signals"),
+                      "localised": g.localised})
         return d
 
 
@@ -77,44 +85,56 @@ class ReportGrounding:
     def save(self, out_dir: str | Path) -> Path:
         """findings.json, finding_<i>_heatmap.npy (original size, NaN outside the view), finding_<i>_mask.png,
         overlay.png (every contour in its finding's colour) and report.html."""
-        from PIL import Image
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        names = [f"finding_{i}_{k}" for i, f in enumerate(self.findings) if f.grounding is not None
+                 for k in ("heatmap.npy", "mask.png")]
+        for name in names + ["overlay.png", "findings.json", "report.html"]:
+            check_target(out / name)  # refuse a planted link before anything is written
         for i, f in enumerate(self.findings):
             if f.grounding is not None:
-                np.save(out / f"finding_{i}_heatmap.npy", f.grounding.heatmap.astype(np.float32))
-                Image.fromarray(f.grounding.mask.astype(np.uint8) * 255).save(out / f"finding_{i}_mask.png")
-        Image.fromarray(self._overlay()).save(out / "overlay.png")
-        atomic_write_json(out / "findings.json", self.to_dict())
-        atomic_write_text(out / "report.html", self.to_html())
+                write_npy(out / f"finding_{i}_heatmap.npy", f.grounding.heatmap.astype(np.float32))
+                write_png(out / f"finding_{i}_mask.png", f.grounding.mask.astype(np.uint8) * 255)
+        write_png(out / "overlay.png", self._overlay())
+        write_json(out / "findings.json", self.to_dict())
+        write_text(out / "report.html", self.to_html())
         return out
 
     def to_html(self) -> str:
+        from groundkit.viz.overlay import outline_rgba, report_display_size
         from groundkit.viz.report_page import render_report_page
 
         h, w = self.image.shape
+        display = report_display_size(h, w)
         data = {"title": "groundkit: report grounding", "image_png": _png(_gray_rgb(self.image)), "width": w, "height": h,
-                "report": self.text, "findings": [], "footer": _footer(self.info)}
+                "report": self.text, "findings": [], "footer": _footer(self.info),
+                "min_confidence": next((f.grounding.info.get("min_confidence") for f in self.positive
+                                        if "min_confidence" in f.grounding.info), None)}
         for i, f in enumerate(self.findings):
             d = f.to_dict(i)
             g = f.grounding
+            drawn = g is not None and g.localised
             data["findings"].append({
                 "id": d["id"], "label": f.finding.phrase, "category": f.finding.category, "color": f.color,
                 "negated": f.negated, "uncertain": f.finding.uncertain, "cue": d["cue"],
                 "mentions": [{"start": m["start"], "end": m["end"]} for m in d["mentions"]],
-                "heatmap_png": _png(_heat_rgba(g.heatmap)) if g is not None else None,
-                "contour_png": _png(_contour_rgba(g.mask, f.color)) if g is not None else None,
-                "metrics": clean_json(g.metrics) if g is not None and g.metrics else None})
+                "heatmap_png": _png(_heat_rgba(g.heatmap)) if drawn else None,
+                # the outline drawn at display size (>= 512 px long side), the mask at the model's geometry
+                "contour_png": _png(outline_rgba(g.mask, f.color, display)) if drawn else None,
+                "mask_png": _png(_mask_rgba(g.mask, f.color)) if drawn else None,
+                "metrics": clean_json(g.metrics) if g is not None and g.metrics else None,
+                "confidence": g.confidence if g is not None else None, "localised": g.localised if g is not None else True,
+                "confidence_note": (g.info.get("confidence") or {}).get("status") if g is not None else None})
         return render_report_page(data)
 
     def _overlay(self) -> np.ndarray:
-        rgb = _gray_rgb(self.image).astype(np.float32)
-        for f in self.positive:
-            c = _contour_rgba(f.grounding.mask, f.color)
-            a = c[..., 3:4] / 255.0
-            rgb = rgb * (1 - a) + c[..., :3] * a
-        return rgb.clip(0, 255).astype(np.uint8)
+        """Every grounded finding's mask outlined in its colour (never filled: no finding hides another) on the
+        image enlarged to at least 512 px on its long side, with a legend strip naming each colour."""
+        from groundkit.viz.overlay import report_overlay
+
+        pos = [f for f in self.positive if f.grounding.localised]  # not-localised findings: nothing drawn
+        return report_overlay(self.image, [f.grounding.mask for f in pos], [f.color for f in pos],
+                              [f"{f.finding.phrase} ({f.finding.category})" for f in pos])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -142,18 +162,20 @@ def _heat_rgba(heatmap: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     return (rgba * 255).astype(np.uint8)
 
 
-def _contour_rgba(mask: np.ndarray, color: str, width: int = 2) -> np.ndarray:
-    from scipy import ndimage
-
-    m = mask.astype(bool)
-    edge = m & ~ndimage.binary_erosion(m, iterations=max(1, width * max(m.shape) // 512))
-    rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
+def _mask_rgba(mask: np.ndarray, color: str, alpha: int = 70) -> np.ndarray:
+    """The mask as a light tint of its finding's colour (the page shows it for the active finding only)."""
+    m = np.asarray(mask, bool)
     out = np.zeros((*m.shape, 4), np.uint8)
-    out[edge, :3] = rgb
-    out[edge, 3] = 255
+    out[m, :3] = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    out[m, 3] = alpha
     return out
 
 
 def _footer(info: dict[str, Any]) -> dict[str, Any]:
     keys = ("checkpoint", "recipe", "recipe_digest", "seconds", "unet_calls_total", "unet_calls_per_finding", "groundkit")
-    return {k: info[k] for k in keys if k in info}
+    out = {k: info[k] for k in keys if k in info}
+    c = info.get("contrast")
+    if isinstance(c, dict):
+        out["contrast"] = c.get("mode", "none") + (" (between findings)" if c.get("applied") else
+                                                     " (one finding: its own map)" if c.get("mode") == "findings" else "")
+    return out

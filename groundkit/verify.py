@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from groundkit.core.adapter import Component
-from groundkit.core.safeload import CheckpointError, CheckpointMismatchError, check_keys
+from groundkit.core.safeload import CheckpointError, CheckpointMismatchError, check_keys, escaping_link
 from groundkit.core.weightfiles import LEGACY_NOTE, file_shapes, sha256_file, weights_integrity
 
 __all__ = ["VerifyReport", "Check", "KeyCheck", "verify_checkpoint"]
@@ -135,6 +135,12 @@ class _Checker:
         item = self.rel(p)
         if not p.exists():
             self.add(MISSING, item, hint)
+            return False
+        link = escaping_link(self.root, p)
+        if link is not None:
+            what = "it" if link[0] == p else f"{self.rel(link[0])}/"
+            self.add(BAD, item, f"{what} is a symbolic link to {link[1]}, outside the checkpoint folder: refused "
+                                "(copy the file in instead of linking it)")
             return False
         if p.is_dir():
             self.add(BAD, item, "is a folder, expected a file")

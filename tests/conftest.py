@@ -18,6 +18,58 @@ if _PLUGINS not in sys.path:
 
 import pytest
 
+# ------------------------------------------------------------------ test tiers (docs/testing.md)
+SLOW_TESTS = os.path.join(_HERE, "slow_tests.txt")
+
+
+def _slow_entries() -> list[tuple[int, str]]:
+    """(line number, node-id prefix) of every entry of tests/slow_tests.txt; ``#`` starts a comment."""
+    with open(SLOW_TESTS, encoding="utf-8") as f:
+        rows = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(f, 1)]
+    return [(n, entry) for n, entry in rows if entry]
+
+
+def _matches(nodeid: str, entry: str) -> bool:
+    """``entry`` names this test, its class, its file, or (with a ``[``) a prefix of its parameter ids."""
+    if not nodeid.startswith(entry):
+        return False
+    return len(nodeid) == len(entry) or "[" in entry or nodeid[len(entry)] in "[:"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` the tests that tests/slow_tests.txt lists (before ``-m`` selects), so test functions carry no
+    tier of their own. An entry that matches nothing in a file that was collected is reported, not ignored."""
+    entries = _slow_entries()
+    used = set()
+    for item in items:
+        for n, entry in entries:
+            if _matches(item.nodeid, entry):
+                item.add_marker(pytest.mark.slow)
+                used.add(n)
+    narrowed = config.getoption("keyword", "") or any("::" in str(a) for a in config.args)
+    collected_files = {item.nodeid.split("::", 1)[0] for item in items}
+    stale = [f"line {n}: {entry}" for n, entry in entries if n not in used and entry.split("::", 1)[0] in collected_files]
+    if stale and not narrowed:
+        import warnings
+
+        warnings.warn(pytest.PytestConfigWarning("tests/slow_tests.txt names tests that do not exist (renamed or removed?): "
+                                                 + "; ".join(stale)))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's U-Net work: on a shared 2-core runner, OpenMP threads that get
+    descheduled make tiny forwards several times slower, and one thread gives identical float reductions in
+    every run (as each torchrun rank has with OMP_NUM_THREADS=1). Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 @pytest.fixture(scope="session")
 def tiny_monai_bundle(tmp_path_factory):

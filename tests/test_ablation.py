@@ -42,16 +42,7 @@ def _image(h, w, seed):
     return img
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core runner, two OpenMP threads that get descheduled make
-    every U-Net forward several times slower (measured: 4.3 s vs 0.8 s per capture)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +204,7 @@ def test_resumed_ablation_equals_uninterrupted(model, dataset, uninterrupted, tm
     assert len(list(store.glob("*.npz"))) == 2  # image a's two phrases; nothing half-written
     (store / ".leftover.npz.999.tmp").write_bytes(b"partial")  # a crash mid-write leaves only a hidden tmp file
     monkeypatch.setattr(fresh, "capture", real_capture)
-    fresh._inversions.clear()  # cold cache, so that the calls made are the full cost of image b
+    fresh.inversions.clear()  # cold cache, so that the calls made are the full cost of image b
     resumed = A.run_ablation(fresh, dataset, "vilouras2024", LAYERS, STEPS, POSTS, METRICS, tmp_path, progress=False, overrides=BASE)
     assert resumed.calls["captured_samples"] == 1 and resumed.calls["reused_samples"] == 2
     assert resumed.calls["made"] == 1 + 2  # image b only: 1 inversion + 2 steps x 1 phrase

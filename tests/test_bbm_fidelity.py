@@ -88,7 +88,7 @@ def test_unconditional_prompt_is_encoded_without_attention_mask(sd128):
     np.testing.assert_allclose(null.numpy(), published_unconditional(a).numpy(), atol=1e-6)
     masked = a.encode_text([""]).embeddings
     assert not torch.allclose(null, masked, atol=1e-4)  # the padding is attended: a different context
-    assert torch.equal(sd128._null(), null)  # what the CFG passes use
+    assert torch.equal(sd128.null(), null)  # what the CFG passes use
 
 
 # ------------------------------------------------------------------ 4. posterior sample per step

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import groundkit as gk
@@ -76,14 +75,7 @@ def write_mscxr(root: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread, as each torchrun rank gets (OMP_NUM_THREADS=1): identical float reductions in
-    both runs, and no OpenMP spin-waiting on a shared 2-core machine (100x slower tiny convolutions)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

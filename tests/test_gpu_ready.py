@@ -59,7 +59,7 @@ def test_no_tensor_from_python_values_per_forward(family, recipe, fixed, short, 
     model = gk.load(tiny_monai_bundle if family == "monai" else sd64, device="cpu")
     img = _image()
     model.prepare(img)
-    model._null()
+    model.null()
     key = "bbm_steps" if recipe.endswith("bbm") else "steps"
     counts, forwards = [], []
     for i, window in enumerate((short, long)):

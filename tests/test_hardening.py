@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,13 @@ from safetensors.torch import load_file, save_file
 from test_loading_errors import _edit_json, _malicious
 
 import groundkit as gk
+from clitools import one_error_line, run_cli
 from groundkit.core.safeload import CheckpointError, UnsafeCheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
-    e = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
-    e.pop("GROUNDKIT_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "groundkit", *args], capture_output=True, text=True, env=e, cwd=cwd, timeout=600)
-
-
-def _one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+_cli, _one_error_line = run_cli, one_error_line
 
 
 @pytest.fixture

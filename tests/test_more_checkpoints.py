@@ -37,12 +37,7 @@ PHRASE = "small left pleural effusion"
 FAST = {"steps": (48, 50)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _image(seed=0, h=70, w=60):

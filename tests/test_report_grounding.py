@@ -36,7 +36,9 @@ def test_report_is_grounded_in_one_shared_call(demo):
     assert len(rg.positive) == 3 and all(f.grounding.heatmap.shape == (256, 256) for f in rg.positive)
     # the effusion stated twice is one finding with two mentions; one batched call grounds both positives
     assert len(phrases["Small left pleural effusion"].finding.mentions) == 2
-    batch = demo.ground_many(img, [f.finding.phrase for f in rg.positive], categories=[f.finding.category for f in rg.positive])
+    # (the report flow computes each finding against the others: ground_many does the same with contrast="findings")
+    batch = demo.ground_many(img, [f.finding.phrase for f in rg.positive], categories=[f.finding.category for f in rg.positive],
+                             contrast="findings")
     assert rg.info["unet_calls_total"] == batch[0].info["unet_calls_total"] == 3 * demo.ground(img, "x").info["unet_calls"]
     for f, g in zip(rg.positive, batch):
         np.testing.assert_allclose(f.grounding.heatmap_crop, g.heatmap_crop)

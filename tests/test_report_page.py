@@ -311,3 +311,68 @@ def test_benchmark_report_page(driver, tmp_path):
     assert imgs and all(c and w > 0 for _, c, w in imgs), imgs
     assert horizontal_overflow(driver) == 0
     assert console_errors(driver) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# the bundled sample report, grounded by the demo model (contrast between findings on, the default)
+# ------------------------------------------------------------------------------------------------
+def test_outline_toggles_and_tints_in_the_html():
+    d = make_data()
+    d["findings"][0]["mask_png"] = _contour(COLORS["f0"], (50, 5, 90, 30))
+    page = render_report_page(d)
+    assert page.count("class='toggle'") == 2  # one per grounded finding, none for the negated one
+    assert "data-toggle='f2'" not in page and page.count("class='layer fill'") == 1
+    assert page.index("class='layer fill'") < page.index("class='layer contour'")  # outlines stay on top
+
+
+def test_sample_report_findings_get_different_regions_in_the_browser(driver, tmp_path):
+    import groundkit as gk
+
+    demo_dir = os.path.join(os.path.dirname(gk.__file__), "assets", "demo")
+    model = gk.load("demo", device="cpu")
+    text = open(os.path.join(demo_dir, "sample_report.txt"), encoding="utf-8").read()
+    rg = model.ground_report(os.path.join(demo_dir, "sample_report.png"), text)
+    assert rg.info["contrast"]["applied"]
+    out = rg.save(tmp_path / "rep")
+    assert max(Image.open(out / "overlay.png").size) >= 512  # readable overlay
+    driver.get((out / "report.html").as_uri())
+    ids = driver.execute_script("return Array.from(document.querySelectorAll('#viewer .fill')).map(e => e.getAttribute('data-finding'));")
+    assert len(ids) == 2
+    # each finding's mask as the page shows it, read back from the page's own images
+    js = """
+      var out = {};
+      document.querySelectorAll('#viewer .fill').forEach(function (img) {
+        var c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        var ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+        var d = ctx.getImageData(0, 0, c.width, c.height).data, m = [];
+        for (var i = 3; i < d.length; i += 4) { m.push(d[i] > 0 ? 1 : 0); }
+        out[img.getAttribute('data-finding')] = m;
+      });
+      return out;"""
+    masks = driver.execute_script(js)
+    a, b = (np.array(masks[i], bool) for i in ids)
+    assert a.sum() > 0 and b.sum() > 0
+    iou = (a & b).sum() / (a | b).sum()
+    assert iou <= 0.3, iou
+    # outlines: one per finding, each in its own colour, drawn at >= 512 px; the legend's toggles hide/show them
+    sizes = driver.execute_script("return Array.from(document.querySelectorAll('#viewer .contour')).map(i => [i.naturalWidth, i.naturalHeight]);")
+    assert len(sizes) == 2 and all(max(s) >= 512 for s in sizes)
+    visible = lambda fid: driver.execute_script(
+        "var e = document.querySelector(\"#viewer .contour[data-finding='\" + arguments[0] + \"']\");"
+        "return getComputedStyle(e).display !== 'none';", fid)
+    box = driver.find_element("css selector", f"input.toggle[data-toggle='{ids[0]}']")
+    assert visible(ids[0]) and visible(ids[1])
+    box.click()
+    assert not visible(ids[0]) and visible(ids[1])
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).move_to_element(driver.find_element("tag name", "h1")).perform()  # end the hover preview
+    assert driver.execute_script("return document.getElementById('viewer').getAttribute('data-active')") is None  # toggling pins nothing
+    box.click()
+    assert visible(ids[0])
+    # the active finding's region is tinted; the other's is not
+    driver.find_element("css selector", f".legend-item[data-finding='{ids[1]}']").click()
+    shown = driver.execute_script("return Array.from(document.querySelectorAll('#viewer .fill'))"
+                                  ".filter(e => getComputedStyle(e).display !== 'none').map(e => e.getAttribute('data-finding'));")
+    assert shown == [ids[1]]
+    assert console_errors(driver) == [] and horizontal_overflow(driver) <= 0

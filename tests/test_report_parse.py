@@ -112,14 +112,15 @@ def test_sentences_do_not_split_on_wrapped_lines():
 # ----------------------------------------------------------------------------------------------
 def test_spans_index_the_original_text():
     rep = parse(REPORT)
-    assert len(rep.mentions) == 5
+    assert len(rep.mentions) == 6  # "The heart size is normal" is now a negated Cardiomegaly (issue 25)
     for m in rep.mentions:
         assert REPORT[m.start:m.end] == m.text
         assert REPORT[slice(*m.sentence_span)] == m.sentence
         assert m.sentence_span[0] <= m.start < m.end <= m.sentence_span[1]
         assert m.core[0] >= m.start and m.core[1] <= m.end
     assert [m.text for m in rep.mentions] == [
-        "Small left apical pneumothorax", "pleural effusion", "consolidation", "edema", "Small left pneumothorax"]
+        "Small left apical pneumothorax", "pleural effusion", "consolidation", "edema", "heart size is normal",
+        "Small left pneumothorax"]
 
 
 @pytest.mark.parametrize("sentence,phrase,category,laterality,zones,modifiers", [
@@ -141,8 +142,10 @@ def test_spans_index_the_original_text():
      ["plate-like"]),
     ("Mild bibasilar atelectasis.", "Mild bibasilar atelectasis", "Atelectasis", "bilateral", ["bibasilar"], ["mild"]),
     ("Opacities bilaterally.", "Opacities bilaterally", "Lung Opacity", "bilateral", [], []),
-    ("Retrocardiac opacification.", "Retrocardiac opacification", "Lung Opacity", None, ["retrocardiac"], []),
-    ("Opacity in the mid and lower lungs.", "Opacity in the mid and lower lungs", "Lung Opacity", None,
+    # retrocardiac = behind the heart = left lower lobe region (issue 25: it carries the left side)
+    ("Retrocardiac opacification.", "Retrocardiac opacification", "Lung Opacity", "left", ["retrocardiac"], []),
+    # plural "lungs" without a side word = both lungs (issue 25)
+    ("Opacity in the mid and lower lungs.", "Opacity in the mid and lower lungs", "Lung Opacity", "bilateral",
      ["mid", "lower"], []),
     ("Mild perihilar interstitial edema.", "Mild perihilar interstitial edema", "Edema", None, ["perihilar"], ["mild"]),
     ("Right lower lobe collapse.", "Right lower lobe collapse", "Atelectasis", "right", ["lower"], []),
@@ -203,7 +206,8 @@ def test_negation_cues(sentence, cue):
     ("Probable pulmonary edema.", "Probable", "pulmonary edema"),
     ("Pneumonia cannot be excluded.", "cannot be excluded", "Pneumonia"),
     ("Pneumonia is not excluded.", "is not excluded", "Pneumonia"),
-    ("Infection not excluded.", "not excluded", "Infection"),
+    # "infection" is pneumonia only where the lungs are named (issue 25)
+    ("Right lower lobe infection not excluded.", "not excluded", "Right lower lobe infection"),
     ("The opacity could represent pneumonia.", "could represent", "pneumonia"),
     ("Questionable small pneumothorax.", "Questionable", "small pneumothorax"),
     ("The opacity is suspicious for pneumonia.", "suspicious for", "pneumonia"),
@@ -289,7 +293,10 @@ def test_negation_inside_the_observation_phrase():
     assert (m.observation, m.negated, m.negation_cue) == ("Cardiomegaly", True, "not")
     m = only("The cardiomediastinal silhouette is enlarged.")
     assert (m.observation, m.negated) == ("Enlarged Cardiomediastinum", False)
-    assert parse("The cardiomediastinal silhouette is within normal limits. Heart size is normal.").findings == []
+    # statements of normality are negated findings (issue 25), not nothing
+    rep = parse("The cardiomediastinal silhouette is within normal limits. Heart size is normal.")
+    assert [(f.observation, f.negated, [m.negation_cue for m in f.mentions]) for f in rep.findings] == [
+        ("Cardiomegaly", True, ["within normal limits", "normal"])]
 
 
 def test_no_finding_statement_is_positive():
@@ -308,7 +315,8 @@ def test_dedup_across_findings_and_impression():
         ("Pneumothorax", "Small left apical pneumothorax", 2, False),
         ("Pleural Effusion", "pleural effusion", 2, True),
         ("Lung Opacity", "Patchy right lower lobe opacity", 2, False),
-        ("Pneumonia", "pneumonia", 1, False),
+        # the diagnosis takes the side of the finding it explains (issue 25): grounded with it
+        ("Pneumonia", "pneumonia, right lower lobe", 1, False),
     ]
     ptx = rep.findings[0]
     assert isinstance(ptx, Finding)
@@ -316,7 +324,7 @@ def test_dedup_across_findings_and_impression():
     assert [m.text for m in ptx.mentions] == ["Small left apical pneumothorax", "Left pneumothorax"]
     assert (ptx.laterality, ptx.zones) == ("left", ["apical"])
     assert [f.phrase for f in rep.positive] == ["Small left apical pneumothorax", "Patchy right lower lobe opacity",
-                                                "pneumonia"]
+                                                "pneumonia, right lower lobe"]
     assert [f.phrase for f in rep.negated] == ["pleural effusion"]
     assert rep.findings[3].uncertain and not rep.findings[2].uncertain
 

@@ -406,12 +406,11 @@ def test_full_size_monai_bundle_verifies_from_headers(full_size_sparse_bundle):
 
 def test_full_size_monai_bundle_with_a_wrong_sized_clip(full_size_sparse_bundle, tmp_path):
     root, _ = full_size_sparse_bundle
-    b = tmp_path / "b"  # links to the sparse files (a copy would write their holes out)
-    for sub in ("configs", "models", "tokenizer"):
-        (b / sub).parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(root / sub, b / sub)
+    b = tmp_path / "b"  # hard links to the sparse files (a copy would write their holes out; symbolic links leaving
+    for sub in ("configs", "models", "tokenizer"):  # the checkpoint folder are a verify failure of their own)
+        shutil.copytree(root / sub, b / sub, copy_function=os.link)
     (b / "text_encoder").mkdir()
-    os.symlink(root / "text_encoder" / "model.safetensors", b / "text_encoder" / "model.safetensors")
+    os.link(root / "text_encoder" / "model.safetensors", b / "text_encoder" / "model.safetensors")
     shutil.copy(root / "text_encoder" / "config.json", b / "text_encoder" / "config.json")
     cfg = json.loads((b / "text_encoder" / "config.json").read_text())
     cfg["hidden_size"] = 768  # an SD-1.x CLIP config with SD-2.1's weights

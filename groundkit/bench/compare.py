@@ -10,7 +10,6 @@ A '*' marks intervals that exclude 0. Both sides must use the same protocol.
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from groundkit.bench.configs import Config, merge_configs
 from groundkit.bench.rows import load_run, metric_value, read_dir_rows
 from groundkit.core.categories import ordered
+from groundkit.core.outdir import write_csv
 
 __all__ = ["Comparison", "compare", "select_config", "paired_bootstrap", "paired_rows"]
 
@@ -59,14 +59,11 @@ class Comparison:
         return "\n".join(out)
 
     def write_csv(self, path: str | Path) -> Path:
+        """compare.csv (cells neutralised against spreadsheet formulas; never through a symbolic link)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=["metric", "category", "n", "mean_a", "mean_b", "diff", "lo", "hi"])
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        return p
+        return write_csv(p, ["metric", "category", "n", "mean_a", "mean_b", "diff", "lo", "hi"],
+                         [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in self.rows])
 
 
 def paired_bootstrap(diffs: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:

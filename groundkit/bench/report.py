@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 from groundkit.bench.configs import Config
 from groundkit.bench.rows import metric_value
 from groundkit.core.categories import ordered
+from groundkit.core.outdir import make_dirs, write_text
 
 __all__ = ["MAIN_METRIC", "GalleryItem", "select_gallery", "build_gallery", "write_report"]
 
@@ -72,7 +73,7 @@ def select_gallery(rows: Sequence[Mapping], cfg: Config, metric: str | None = No
 
 def build_gallery(out_dir: str | Path, rows: Sequence[Mapping], plans: Sequence[Any], load_model: Callable[[Any], Any],
                   max_side: int = 320) -> list[GalleryItem]:
-    """Re-ground the selected samples of every plan (runner._Plan) and draw their overlays."""
+    """Re-ground the selected samples of every plan (groundkit.bench.schedule.Plan) and draw their overlays."""
     from groundkit import viz
     from groundkit.bench.distributed import group_by_image
 
@@ -83,8 +84,7 @@ def build_gallery(out_dir: str | Path, rows: Sequence[Mapping], plans: Sequence[
         picks = select_gallery(rows, cfg, metric)
         if not picks:
             continue
-        folder = Path(out_dir) / "gallery" / _safe(cfg.label)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = make_dirs(Path(out_dir) / "gallery" / _safe(cfg.label), out_dir)
         wanted = [{"category": c, "tag": t, "sample_id": r["sample_id"], "value": metric_value(r, metric),
                    "file": f"{_safe(c)}_{t}_{_safe(r['sample_id'])}.png"} for c, t, r in picks]
         index_file = folder / "index.json"
@@ -94,8 +94,8 @@ def build_gallery(out_dir: str | Path, rows: Sequence[Mapping], plans: Sequence[
                 cached = json.loads(index_file.read_text())
             except json.JSONDecodeError:
                 cached = None
-        reuse = (cached is not None and cached.get("recipe_digest") == cfg.recipe_digest
-                 and cached.get("items") == wanted and all((folder / w["file"]).is_file() for w in wanted))
+        reuse = (cached is not None and cached.get("recipe_digest") == cfg.recipe_digest and cached.get("items") == wanted
+                 and all((folder / w["file"]).is_file() and not (folder / w["file"]).is_symlink() for w in wanted))
         errors: dict[str, str] = {}
         if not reuse:
             for old in folder.glob("*.png"):
@@ -121,7 +121,7 @@ def build_gallery(out_dir: str | Path, rows: Sequence[Mapping], plans: Sequence[
                         title = f"{w['category']} · {w['tag']} · {metric} {w['value']:.3f}: {r['phrase']}"
                         viz.overlay(g.image, g.heatmap, mask=g.mask, boxes=r.get("boxes"), title=title,
                                     path=folder / w["file"], max_side=max_side, min_side=min(192, max_side))
-            index_file.write_text(json.dumps({"recipe_digest": cfg.recipe_digest, "items": wanted}, indent=2))
+            write_text(index_file, json.dumps({"recipe_digest": cfg.recipe_digest, "items": wanted}, indent=2), out_dir)
         by_id = {r["sample_id"]: r for _, _, r in picks}
         for w in wanted:
             p = folder / w["file"]
@@ -174,7 +174,7 @@ def _charts(out: Path, tables) -> list[str]:
         for cat, val in b["reference"].items():
             g["reference"].setdefault(cat, {})[b["label"]] = val
     parts = []
-    (out / "figures").mkdir(exist_ok=True)
+    make_dirs(out / "figures", out)
     for (protocol, metric), g in grouped.items():
         if not g["table"]:
             continue
@@ -251,6 +251,4 @@ def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: 
         body.append("<p>None.</p>")
     doc = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>groundkit benchmark</title>"
            f"<style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
-    p = out / "report.html"
-    p.write_text(doc, encoding="utf-8")
-    return p
+    return write_text(out / "report.html", doc, out)

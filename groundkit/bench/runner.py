@@ -8,8 +8,8 @@ Output folder layout (``out_dir``)::
     tables.md, tables/*.csv, summary.json    (groundkit.bench.tables)
     report.html, gallery/                    (groundkit.bench.report)
 
-Rows are appended and flushed (fsync) one by one, so a crash or Ctrl-C loses at most the image in
-flight (its phrases are grounded in one batched ``ground_many`` call). Resuming skips every
+Rows are appended and flushed (fsync) one by one, so a crash or Ctrl-C loses at most the images in
+flight (the cross-image batch in the U-Net and the one being post-processed, see ``groundkit.bench.schedule.schedule``). Resuming skips every
 (checkpoint, sample_id, recipe digest) already written; a truncated last line (crash mid-write) is
 cut off first. A failing sample (unreadable image, NaN map, ...) gets a row with its ``error`` and
 NaN (null) metrics; it is counted and listed, and the run goes on.
@@ -23,28 +23,21 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 
 from groundkit.bench.configs import Config, configs_with_rows, merge_configs
 from groundkit.bench.distributed import barrier, cap_threads, dist_info, gather_counts, group_by_image, rank_device, shard_samples
+from groundkit.bench.lock import folder_lock
 from groundkit.bench.progress import Progress
-from groundkit.bench.rows import RANK_FILE, ROWS_FILE, RUN_FILE, RowWriter, read_dir_rows, row_files, row_key
-from groundkit.core.io import atomic_write_json, atomic_write_lines, clean_json, ensure_dir
+from groundkit.bench.schedule import Plan, free_memory, schedule
+from groundkit.bench.rows import RANK_FILE, ROWS_FILE, RUN_FILE, RowWriter, damaged_lines, read_dir_rows, row_files, row_key
+from groundkit.core.outdir import check_target, ensure_dir, write_json, write_jsonl
 
 __all__ = ["BenchmarkResult", "Config", "run_benchmark"]
-
-
-@dataclass
-class _Plan:
-    config: Config
-    recipe: Any  # groundkit.recipes.Recipe
-    source: Any  # checkpoint name/folder (str/Path) or a loaded GroundingModel
-    model: Any = None
 
 
 @dataclass
@@ -82,7 +75,7 @@ def _resolve_recipe(entry, recipe, overrides: Mapping[str, Any]):
     return resolve_recipe(recipe, entry.default_recipe, dict(overrides), base_of_default=entry.recipe).recipe
 
 
-def _plan(checkpoints: Sequence[Any], recipe, overrides: Mapping[str, Any], checkpoints_file) -> list[_Plan]:
+def _plan(checkpoints: Sequence[Any], recipe, overrides: Mapping[str, Any], checkpoints_file) -> list[Plan]:
     from groundkit import registry
     from groundkit.api import GroundingModel
     from groundkit.evaluation.protocols import get_protocol
@@ -99,7 +92,7 @@ def _plan(checkpoints: Sequence[Any], recipe, overrides: Mapping[str, Any], chec
         proto = get_protocol(r.protocol)
         cfg = Config(label=entry.name, checkpoint=entry.name, path=path, adapter=entry.adapter, recipe=r.to_dict(),
                      recipe_digest=r.digest(), protocol=proto.name, metrics=tuple(proto.metrics))
-        plans.append(_Plan(cfg, r, c, model))
+        plans.append(Plan(cfg, r, c, model))
     seen: dict[tuple[str, str], str] = {}
     for p in plans:
         k = (p.config.checkpoint, p.config.recipe_digest)
@@ -112,7 +105,7 @@ def _plan(checkpoints: Sequence[Any], recipe, overrides: Mapping[str, Any], chec
     return plans
 
 
-def _refuse_other_recipes(out: Path, old: Sequence[Mapping[str, Any]], plans: Sequence[_Plan]) -> None:
+def _refuse_other_recipes(out: Path, old: Sequence[Mapping[str, Any]], plans: Sequence[Plan]) -> None:
     """Rows of the same checkpoint under another recipe would be labelled by digest and mixed into one
     folder's tables: say so instead of doing it silently."""
     for p in plans:
@@ -125,73 +118,6 @@ def _refuse_other_recipes(out: Path, old: Sequence[Mapping[str, Any]], plans: Se
                     "--out, or pass --overwrite to replace the old rows")
 
 
-# --------------------------------------------------------------------------------------------
-# grounding one image's samples
-# --------------------------------------------------------------------------------------------
-def _base_row(sample, cfg: Config) -> dict[str, Any]:
-    return {"sample_id": sample.sample_id, "checkpoint": cfg.checkpoint, "category": sample.category,
-            "phrase": sample.phrase, "image": str(sample.image_path), "protocol": cfg.protocol,
-            "boxes": [list(map(float, b)) for b in sample.boxes]}
-
-
-def _error_row(sample, cfg: Config, err: BaseException | str, seconds: float) -> dict[str, Any]:
-    row = _base_row(sample, cfg)
-    row.update({m: None for m in cfg.metrics})
-    row.update({"n_boxes": None, "n_boxes_dropped": None, "unet_calls": None, "seconds": round(seconds, 4),
-                "recipe_digest": cfg.recipe_digest,
-                "error": err if isinstance(err, str) else f"{type(err).__name__}: {err}"})
-    return row
-
-
-DROPPED_EMPTY = "no selected token: the published code gives a NaN map and leaves the sample out"
-
-
-def _score(sample, cfg: Config, g, seconds: float) -> dict[str, Any]:
-    if cfg.recipe.get("drop_empty") and g.info.get("empty_selection"):
-        row = _error_row(sample, cfg, "", seconds)
-        row.update({"error": None, "dropped": DROPPED_EMPTY, "unet_calls": clean_json(g.info.get("unet_calls"))})
-        return row
-    heat = np.asarray(g.heatmap_crop)
-    if not np.isfinite(heat).all():
-        raise ValueError(f"heatmap has {int((~np.isfinite(heat)).sum())} NaN/inf values")
-    metrics = g.evaluate(sample.boxes, cfg.protocol)
-    row = _base_row(sample, cfg)
-    row.update({m: clean_json(float(metrics[m])) for m in cfg.metrics})
-    row.update({"n_boxes": int(metrics.get("n_boxes", 0)), "n_boxes_dropped": int(metrics.get("n_boxes_dropped", 0)),
-                "unet_calls": clean_json(g.info.get("unet_calls")), "seconds": round(seconds, 4),
-                "recipe_digest": cfg.recipe_digest, "error": None})
-    return row
-
-
-def _ground_group(model, plan: _Plan, group: list) -> list[dict]:
-    """Ground all phrases of one image in one call; when that fails, one by one to isolate the culprit."""
-    cfg = plan.config
-    t0 = time.perf_counter()
-    try:
-        gs = model.ground_many(group[0].image_path, [s.phrase for s in group], plan.recipe,
-                               categories=[s.category for s in group])
-    except Exception as e:
-        _free_memory()
-        if len(group) == 1:
-            return [_error_row(group[0], cfg, e, time.perf_counter() - t0)]
-        return [row for s in group for row in _ground_group(model, plan, [s])]
-    seconds = (time.perf_counter() - t0) / len(group)
-    rows = []
-    for s, g in zip(group, gs):
-        try:
-            rows.append(_score(s, cfg, g, seconds))
-        except Exception as e:
-            rows.append(_error_row(s, cfg, e, seconds))
-    return rows
-
-
-def _free_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def _dtype_name(dtype, device) -> str:
     """The U-Net dtype a run uses ("auto" resolved for its device), for run.json."""
     from groundkit.api import pick_device, resolve_dtype
@@ -199,7 +125,7 @@ def _dtype_name(dtype, device) -> str:
     return str(resolve_dtype(dtype, pick_device(device))).replace("torch.", "")
 
 
-def _load_model(plan: _Plan, device, dtype, checkpoints_file, compile: bool = False):
+def _load_model(plan: Plan, device, dtype, checkpoints_file, compile: bool = False):
     if plan.model is None:
         from groundkit.api import load
 
@@ -207,12 +133,12 @@ def _load_model(plan: _Plan, device, dtype, checkpoints_file, compile: bool = Fa
     return plan.model
 
 
-def _release(plan: _Plan) -> None:
+def _release(plan: Plan) -> None:
     from groundkit.api import GroundingModel
 
     if plan.model is not None and not isinstance(plan.source, GroundingModel):
         plan.model = None
-        _free_memory()
+        free_memory()
 
 
 def _dataset_info(samples: Sequence[Any], dataset: Mapping[str, Any] | None, limit: int | None,
@@ -237,7 +163,7 @@ class _Session:
     """What one invocation of ``run_benchmark`` knows about its folder and its share of the work."""
 
     out: Path
-    plans: list[_Plan]
+    plans: list[Plan]
     configs: list[Config]
     samples: list[Any]
     rank: int
@@ -264,7 +190,12 @@ def _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, lim
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise ValueError(f"duplicate sample_id(s) in the dataset: {dup}")
     out = ensure_dir(out_dir)
+    for name in (RUN_FILE, ROWS_FILE, "tables.md", "summary.json", "report.html"):
+        check_target(out / name)  # a planted link is refused before any work
     plans = _plan(checkpoints, recipe, dict(overrides or {}), checkpoints_file)
+    damaged = damaged_lines(out) if resume and rank == 0 else []
+    for msg in damaged:
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
     if not resume:
         _start_over(out, rank, world)
     old_run = json.loads((out / RUN_FILE).read_text()) if resume and (out / RUN_FILE).is_file() else {}
@@ -277,8 +208,10 @@ def _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, lim
     started = _now()
     info = {"started": started, "finished": None, "world_size": world, "device": device, "threads": torch.get_num_threads(),
             "checkpoints": [p.config.label for p in plans], "dataset": _dataset_info(samples, dataset, limit, load_report)}
+    if damaged:
+        info["damaged_lines"] = damaged
     if rank == 0:
-        atomic_write_json(out / RUN_FILE, {
+        write_json(out / RUN_FILE, {
             "groundkit_benchmark": 1, "configs": [c.to_dict() for c in configs], "dataset": info["dataset"],
             "versions": versions(), "started": old_run.get("started", started), "finished": None,
             "sessions": list(old_run.get("sessions", [])) + [info]})
@@ -314,8 +247,8 @@ def _work(s: _Session, resume: bool, retry_errors: bool, dtype: str, progress: b
             model = _load_model(plan, s.device, dtype, checkpoints_file, bool(s.info.get("compile")))
             model.recipe(plan.recipe)  # a recipe that does not fit the model fails the run, not every sample
             bar.begin()
-            for group in group_by_image(pending).values():
-                for row in _ground_group(model, plan, group):
+            for rows in schedule(model, plan, list(group_by_image(pending).values()), s.info):
+                for row in rows:
                     writer.write(row)
                     written.append(row)
                     if on_row is not None:
@@ -338,7 +271,7 @@ def _finish(s: _Session, result: BenchmarkResult, tables: bool, report: bool, ga
     big = len(s.samples) + len(s.configs) + 1
     rows.sort(key=lambda r: (cfg_index.get((r["checkpoint"], r["recipe_digest"]), big), r["checkpoint"],
                              r["recipe_digest"], sample_index.get(r["sample_id"], big), r["sample_id"]))
-    atomic_write_lines(s.out / ROWS_FILE, rows)
+    write_jsonl(s.out / ROWS_FILE, rows)
     for f in row_files(s.out)[1:]:
         f.unlink(missing_ok=True)
     result.rows, result.errors = rows, [r for r in rows if r.get("error")]
@@ -360,7 +293,7 @@ def _finish(s: _Session, result: BenchmarkResult, tables: bool, report: bool, ga
     run = json.loads((s.out / RUN_FILE).read_text())
     run["sessions"][-1] = s.info
     run["finished"] = s.info["finished"]
-    atomic_write_json(s.out / RUN_FILE, run)
+    write_json(s.out / RUN_FILE, run)
     result.files["run"] = s.out / RUN_FILE
 
 
@@ -386,6 +319,8 @@ def run_benchmark(
     checkpoints_file: str | Path | None = None,
     on_row: Callable[[dict], None] | None = None,
     threads: int | None = None,
+    cross_image: bool | None = None,
+    workers: int | None = None,
 ) -> BenchmarkResult:
     """Ground and score every sample with every checkpoint; see the module docstring.
 
@@ -398,18 +333,23 @@ def run_benchmark(
     dtype: the U-Net's ("auto": bfloat16 on CUDA, float32 elsewhere); compile: torch.compile the U-Net.
     threads: CPU threads (torch.set_num_threads); None: torch's own, except under a multi-rank launch on CPU,
     where each rank is capped at cores // local ranks (``groundkit.bench.distributed.cap_threads``).
+    cross_image: run the U-Net passes of up to batch-size images together (same maps; None: on, or the
+    GROUNDKIT_CROSS_IMAGE environment variable); workers: post-processing threads overlapping the U-Net
+    (None: 1, or GROUNDKIT_WORKERS; 0: post-process in the main thread). See ``groundkit.bench.schedule.schedule``.
     dataset: a description recorded in run.json (kind, csv, images, split ...).
     tables / report / gallery: what rank 0 builds at the end (gallery = re-grounding the best, median
     and worst sample per category and config, for the overlays of the HTML report).
     """
-    s = _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, limit, dataset, checkpoints_file, threads)
-    s.info["dtype"], s.info["compile"] = _dtype_name(dtype, s.device), compile
-    written, skipped = _work(s, resume, retry_errors, dtype, progress, checkpoints_file, on_row)
-    total_new, total_skipped = gather_counts(len(written), skipped)  # also the barrier before merging
-    result = BenchmarkResult(s.out, s.configs, written, len(written), skipped, [r for r in written if r["error"]],
-                             rank=s.rank, world_size=s.world)
-    if s.rank != 0:
-        return result
-    result.new_rows, result.skipped = total_new, total_skipped
-    _finish(s, result, tables, report, gallery, reference_dir, dtype, checkpoints_file)
+    with folder_lock(out_dir, "benchmark"):
+        s = _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, limit, dataset, checkpoints_file, threads)
+        s.info["dtype"], s.info["compile"] = _dtype_name(dtype, s.device), compile
+        s.info["cross_image"], s.info["workers"] = cross_image, workers
+        written, skipped = _work(s, resume, retry_errors, dtype, progress, checkpoints_file, on_row)
+        total_new, total_skipped = gather_counts(len(written), skipped)  # also the barrier before merging
+        result = BenchmarkResult(s.out, s.configs, written, len(written), skipped, [r for r in written if r["error"]],
+                                 rank=s.rank, world_size=s.world)
+        if s.rank != 0:
+            return result
+        result.new_rows, result.skipped = total_new, total_skipped
+        _finish(s, result, tables, report, gallery, reference_dir, dtype, checkpoints_file)
     return result

@@ -20,7 +20,6 @@ of every mean (and counted in the notes).
 """
 from __future__ import annotations
 
-import csv
 import html
 import json
 import math
@@ -30,11 +29,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from groundkit.bench.confidence import confidence_table
 from groundkit.bench.configs import Config
 from groundkit.bench.references import load_references, nuetzel_reference_columns, recipe_differences
 from groundkit.bench.rows import metric_value
 from groundkit.bench.sidebyside import side_by_side
 from groundkit.core.categories import CATEGORIES, NUETZEL_ORDER, VILOURAS_ORDER
+from groundkit.core.outdir import make_dirs, write_csv, write_text
 from groundkit.evaluation.protocols import Aggregate, aggregate
 
 __all__ = ["Section", "Tables", "build_tables", "write_tables", "VILOURAS_ORDER", "NUETZEL_ORDER"]
@@ -190,6 +191,7 @@ def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_d
     sections += [Section(title, header, body, notes) for title, header, body, notes in side]
     csvs.update(side_csvs)
     _all_metrics(configs, aggs, data, sections, csvs)
+    sections += [Section(*t) for t in [confidence_table(data)] if t]  # groundkit.bench.confidence
     summary = {c.label: {**aggs[c.label].to_dict(), "protocol": c.protocol, "recipe_digest": c.recipe_digest,
                          "checkpoint": c.checkpoint, "errors": data[c.label][1], "dropped": dropped_rows(rows, c)}
                for c in configs if c.label in aggs}
@@ -395,21 +397,13 @@ def _finite(v: Any) -> Any:
 def write_tables(t: Tables, out_dir: str | Path) -> dict[str, Path]:
     """tables.md, tables/<name>.csv and summary.json under ``out_dir``; returns the paths."""
     out = Path(out_dir)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    files = {"tables.md": out / "tables.md"}
-    (out / "tables.md").write_text(t.markdown(), encoding="utf-8")
+    make_dirs(out / "tables", out)
+    files = {"tables.md": write_text(out / "tables.md", t.markdown(), out)}
     for name, rows in t.csvs.items():
-        p = out / "tables" / f"{name}.csv"
         fields: list[str] = []
         for r in rows:
             fields += [k for k in r if k not in fields]
-        with open(p, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: _csv_value(v) for k, v in r.items()})
+        p = write_csv(out / "tables" / f"{name}.csv", fields, [{k: _csv_value(v) for k, v in r.items()} for r in rows], out)
         files[f"tables/{name}.csv"] = p
-    p = out / "summary.json"
-    p.write_text(json.dumps(_finite(t.summary), indent=2, allow_nan=False), encoding="utf-8")
-    files["summary.json"] = p
+    files["summary.json"] = write_text(out / "summary.json", json.dumps(_finite(t.summary), indent=2, allow_nan=False), out)
     return files

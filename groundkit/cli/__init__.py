@@ -1,6 +1,6 @@
 """The command line: thin commands that parse arguments and call the library.
 
-    groundkit run | report | benchmark | ablate | demo-data | checkpoints list|show|verify | recipes list|show
+    groundkit run | report | benchmark | ablate | calibrate | demo-data | checkpoints list|show|verify | recipes list|show
 
 Every exception that reaches the command line becomes one ``error:`` line (exit 2); ``--debug`` or
 ``GROUNDKIT_DEBUG=1`` shows the traceback.
@@ -16,6 +16,7 @@ import typer
 
 from groundkit.cli.ablate import ablate
 from groundkit.cli.benchmark import benchmark
+from groundkit.cli.calibrate import calibrate
 from groundkit.cli.catalog import checkpoints_app, recipes_app
 from groundkit.cli.demo import demo_data
 from groundkit.cli.report import report
@@ -45,6 +46,7 @@ app.command("run", context_settings=CONTEXT)(run)
 app.command("report", context_settings=CONTEXT)(report)
 app.command("benchmark", context_settings=CONTEXT)(benchmark)
 app.command("ablate", context_settings=CONTEXT)(ablate)
+app.command("calibrate", context_settings=CONTEXT)(calibrate)
 app.command("demo-data", context_settings=CONTEXT)(demo_data)
 app.add_typer(checkpoints_app, name="checkpoints", context_settings=CONTEXT)
 app.add_typer(recipes_app, name="recipes", context_settings=CONTEXT)

@@ -44,7 +44,9 @@ def ablate(
 ):
     """Layer x timestep window ablation from ONE capture per sample: table, plots, best windows."""
     from groundkit.bench import ablation as A
+    from groundkit.bench.ablation.run import OUTPUT_FILES
     from groundkit.bench.datasets import load_dataset
+    from groundkit.core.outdir import UnsafeOutputError, check_targets
 
     dataset = C.check_dataset(dataset, csv, images, data)
     overrides = C.parse_sets(set_)
@@ -60,6 +62,7 @@ def ablate(
         samples = load_dataset(dataset, csv=csv, images=images, data=data, split=split, limit=limit)
         if not len(samples):
             C.fail("the dataset holds no samples")
+        check_targets(out, OUTPUT_FILES)  # a planted link is refused before the model loads
         model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
         lws, sws = layers_grid, timesteps_grid
         if preset == "vilouras-table2":
@@ -73,7 +76,7 @@ def ablate(
             ms = ms or ["miou_thr", "cnr"]
         res = A.run_ablation(model, samples, recipe, lws, sws, posts, ms, out, resume=resume, progress=progress,
                              last_n=ns, store_dtype=store_dtype, overrides=overrides)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, UnsafeOutputError) as e:
         C.fail(str(e))
     m = res.metrics[0]
     typer.echo(f"{res.n_samples} samples, {len(res.cells)} cells ({len(res.layer_windows)} layer x "

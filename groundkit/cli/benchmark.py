@@ -115,7 +115,10 @@ def _compare(dirs: Tuple[Path, Path], checkpoint: List[str], n_boot: int, seed: 
     text = cmp.markdown()
     typer.echo(text)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.md").write_text(text)
+        from groundkit.core.outdir import check_target, ensure_dir, write_text
+
+        ensure_dir(out)
+        check_target(out / "compare.csv")  # refused before compare.md is written
+        write_text(out / "compare.md", text)
         cmp.write_csv(out / "compare.csv")
         typer.echo(f"wrote {out / 'compare.md'} and {out / 'compare.csv'}")

@@ -34,6 +34,19 @@ def checkpoints_list(checkpoints_file: Optional[Path] = C.checkpoints_file_optio
             typer.echo(f"  files:   {', '.join(e.files)}")
         if e.source:
             typer.echo(f"  source:  {e.source}")
+    _plugins()
+
+
+def _plugins() -> None:
+    """Installed adapter plugins (entry points), and why a broken one is skipped."""
+    from groundkit.registry import plugin_status
+
+    rows = plugin_status()
+    if rows:
+        typer.echo("adapter plugins (entry-point group groundkit.adapters):")
+    for r in rows:
+        state = "ok" if not r["error"] else f"BROKEN, skipped: {r['error']}"
+        typer.echo(f"  {r['name']}  (package {r['package']}, {r['target']}): {state}")
 
 
 @checkpoints_app.command("show")

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from groundkit.core.yamlfile import short as _short
 from groundkit.recipes import BBM_VARIANTS, MODES, THRESHOLDS, list_recipes
 
 DEFAULT_CHECKPOINT = "demo"
@@ -40,16 +41,27 @@ def recipe_help() -> str:
 
 
 def parse_sets(sets: List[str]) -> dict:
-    """--set field=value pairs -> recipe overrides (values parsed by the Recipe)."""
+    """--set field=value pairs -> recipe overrides, each checked against its field's type and range
+    (groundkit.recipes.FIELDS) before anything is loaded."""
     out = {}
     for item in sets or []:
         if "=" not in item:
-            fail(f"--set expects field=value, got {item!r}")
+            fail(f"--set expects field=value, got {_short(item)}")
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     if "tokens" in out and out["tokens"].startswith("word:"):
         out["tokens"] = "words:" + out["tokens"][5:]
-    return out
+    return check_sets(out)
+
+
+def check_sets(overrides: dict) -> dict:
+    """One ``error:`` line naming the field, the value and the allowed range, for the first bad override."""
+    from groundkit.recipes import check_overrides
+
+    try:
+        return check_overrides(overrides)
+    except ValueError as e:
+        fail(str(e))
 
 
 def recipe_overrides(sets: List[str], **named: Optional[str]) -> dict:
@@ -60,7 +72,7 @@ def recipe_overrides(sets: List[str], **named: Optional[str]) -> dict:
             o[key] = str(value)
     if o.get("tokens", "").startswith("word:"):
         o["tokens"] = "words:" + o["tokens"][5:]
-    return o
+    return check_sets(o)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from groundkit.cli import common as C
+from groundkit.core.outdir import UnsafeOutputError, check_targets
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
@@ -24,6 +25,12 @@ def report(
     compile_: bool = C.compile_option(),
     progress: bool = C.progress_option(),
     out: Path = typer.Option(Path("groundkit-report"), "--out", "-o", help="output folder (report.html, findings.json, ...)"),
+    contrast: str = typer.Option("findings", "--contrast",
+                                 help="findings: each finding's map computed against the report's other findings "
+                                      "(default; one finding: its own map); none: each finding on its own"),
+    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
+                                                   help="findings whose calibrated confidence is below this are listed as "
+                                                        "not localised, no region drawn (needs `groundkit calibrate`)"),
     checkpoints_file: Optional[Path] = C.checkpoints_file_option(),
 ):
     """Ground a whole report: findings extracted, negations respected, all positive findings in one shared pass."""
@@ -41,14 +48,24 @@ def report(
         text = report_file.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         C.fail("the report is empty")
+    if contrast.strip().lower() not in ("findings", "none"):
+        C.fail(f"--contrast {contrast}: expected findings or none")
+    try:  # a planted link named like an output is refused before the model loads (groundkit.core.outdir)
+        check_targets(out, ("overlay.png", "findings.json", "report.html"), ("finding_*",))
+    except UnsafeOutputError as e:
+        C.fail(str(e))
     model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
     try:
-        rg = model.ground_report(image, text, recipe, progress=progress, **C.parse_sets(set_))
+        rg = model.ground_report(image, text, recipe, contrast=contrast, progress=progress,
+                                 min_confidence=min_confidence, **C.parse_sets(set_))
     except (FileNotFoundError, ValueError) as e:
         C.fail(str(e))
     rg.save(out)
     for f in rg.findings:
-        state = "negated, not grounded" if f.negated else f"grounded ({f.grounding.info['unet_calls']:g} U-Net calls)"
+        g = f.grounding
+        conf = "" if g is None or g.confidence is None else f", confidence {g.confidence:.2f}"
+        state = ("negated, not grounded" if f.negated else f"not localised{conf}" if not g.localised
+                 else f"grounded ({g.info['unet_calls']:g} U-Net calls{conf})")
         typer.echo(f"  {f.finding.category:<18} {f.finding.phrase!r}: {state}" + ("  [uncertain]" if f.finding.uncertain else ""))
     typer.echo(f"{len(rg.positive)} finding(s) grounded, {len(rg.negated)} negated, in {rg.info['seconds']:.1f} s "
-               f"({rg.info['unet_calls_total']:g} U-Net calls in all) -> {out}/report.html")
+               f"({rg.info['unet_calls_total']:g} U-Net calls in all, contrast: {rg.info['contrast']['mode']}) -> {out}/report.html")

@@ -32,6 +32,17 @@ def _boxes(box: List[str]) -> list[tuple[float, ...]]:
     return boxes
 
 
+def _check_out(out: Path) -> None:
+    """A planted link named like an output is refused before the model loads (groundkit.core.outdir)."""
+    from groundkit.core.outdir import UnsafeOutputError, check_targets
+    from groundkit.grounding import OUTPUT_FILES
+
+    try:
+        check_targets(out, OUTPUT_FILES)
+    except UnsafeOutputError as e:
+        C.fail(str(e))
+
+
 def run(
     image: Optional[str] = typer.Option(None, "--image", "-i", help="PNG/JPEG/DICOM; default: the bundled demo image"),
     text: Optional[str] = typer.Option(None, "--text", "-t", help="the phrase to ground; default: the demo image's phrase"),
@@ -66,6 +77,7 @@ def run(
     boxes = _boxes(box)
     overrides = C.recipe_overrides(set_, layers=layers, steps=steps, mode=mode, tokens=tokens, threshold=threshold,
                                    bbm=bbm, seed=seed)
+    _check_out(out)
     model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
     try:
         g = model.ground(image, text, recipe, category=category, token_maps=token_maps, progress=progress, **overrides)

@@ -1,8 +1,7 @@
-"""Writing files so that a crash, a kill or a full disk never leaves a half-written result behind.
+"""Reading JSON and YAML files, and what writing shares: :class:`WriteError` and :func:`clean_json`.
 
-Every result file groundkit writes goes through here: whole files are written to a temporary
-sibling and renamed into place (atomic on POSIX), append-only row files are flushed and fsynced
-row by row, and every OSError is re-raised as :class:`WriteError` naming the file, so a user reads
+Files are written by :mod:`groundkit.core.outdir` (temporary file in the folder, then replace; never through
+a symbolic link). Every OSError is re-raised as :class:`WriteError` naming the file, so a user reads
 "could not write runs/x/rows.jsonl: No space left on device" instead of a bare ``[Errno 28]``.
 """
 from __future__ import annotations
@@ -12,7 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -61,69 +60,7 @@ def clean_json(value: Any) -> Any:
     return str(value)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary sibling, fsync, rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise explain_os_error(path, exc, append=False) from None
-
-
-def atomic_write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> None:
-    atomic_write_text(path, json.dumps(clean_json(data), indent=indent, allow_nan=False, default=str) + "\n")
-
-
-def atomic_write_lines(path: str | os.PathLike, rows: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(clean_json(r), allow_nan=False) + "\n" for r in rows))
-
-
-class AppendWriter:
-    """One JSON object per line, flushed and fsynced per row: a crash loses at most the row being written
-    (a torn last line is repaired by the reader)."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        try:
-            self.fh = open(self.path, "a", encoding="utf-8")
-        except OSError as exc:
-            raise explain_os_error(self.path, exc, append=True) from None
-
-    def write(self, row: dict) -> None:
-        try:
-            self.fh.write(json.dumps(clean_json(row), allow_nan=False) + "\n")
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
-        except OSError as exc:
-            raise explain_os_error(self.path, exc, append=True) from None
-
-    def close(self) -> None:
-        try:
-            self.fh.close()
-        except OSError:
-            pass
-
-
-def ensure_dir(path: str | os.PathLike) -> Path:
-    """Create an output folder, or say clearly why it cannot be."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".groundkit-write-test{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise explain_os_error(path, exc, append=False) from None
-    return path
+# writing files (atomic replace, no symbolic links, append-only row files): groundkit.core.outdir
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ __all__ = [
     "CheckpointMismatchError",
     "load_state_dict",
     "confined",
+    "component_folder",
+    "escaping_link",
     "read_shard_index",
     "check_keys",
     "load_into",
@@ -327,6 +329,45 @@ def confined(root: str | os.PathLike, name: str, source: str) -> Path:
         raise CheckpointError(f"{source}: {name!r} points outside the checkpoint folder {base}; refused "
                               "(every file a checkpoint names must lie inside its folder)")
     return target
+
+
+def _hf_blob(root: Path, target: Path) -> bool:
+    """A Hugging Face cache snapshot links its files to the same repository's ``blobs/``: not an escape."""
+    return root.parent.name == "snapshots" and target.is_relative_to(root.parent.parent / "blobs")
+
+
+def escaping_link(root: str | os.PathLike, path: str | os.PathLike) -> tuple[Path, Path] | None:
+    """``(link, where it points)`` when ``path`` - lexically inside the checkpoint folder ``root`` - is, or lies
+    under, a symbolic link that leads outside ``root`` (links into a Hugging Face cache snapshot's own ``blobs/``
+    excepted); None otherwise, and for a path that is not lexically under ``root`` (a folder the user configured)."""
+    root, path = Path(root), Path(path)
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return None
+    base = root.resolve()
+    current = root
+    for part in rel.parts:
+        current = current / part
+        if current.is_symlink():
+            target = current.resolve()
+            if not target.is_relative_to(base) and not _hf_blob(base, target):
+                return current, target
+    return None
+
+
+def component_folder(root: str | os.PathLike, folder: str | os.PathLike, what: str) -> Path:
+    """``folder``, a component folder of the checkpoint ``root`` (text_encoder/, tokenizer/, unet/, vae/, models/),
+    refused when it is a symbolic link that leads outside ``root``: a downloaded checkpoint cannot make groundkit
+    read files elsewhere on the machine through a linked folder. A folder the user configured outside ``root``
+    (checkpoints.yaml) is not the checkpoint's own, and is left alone."""
+    hit = escaping_link(root, folder)
+    if hit is not None:
+        link, target = hit
+        raise CheckpointError(f"{what}: {link} is a symbolic link to {target}, outside the checkpoint folder "
+                              f"{Path(root).resolve()}; refused (a checkpoint's components must lie inside its folder: "
+                              "copy them in, or configure the folder's path in checkpoints.yaml)")
+    return Path(folder)
 
 
 def read_shard_index(index: str | os.PathLike) -> list[Path]:

@@ -24,12 +24,43 @@ channel count), or 4-D with a leading batch of 1.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["load_image", "save_png", "to_gray01"]
+__all__ = ["ImageTooLargeError", "MAX_IMAGE_PIXELS", "load_image", "max_image_pixels", "save_png", "to_gray01"]
+
+# The most pixels (width x height x frames x samples) an image file may declare; checked from its header before
+# anything is decoded (PNG, JPEG, TIFF, BMP ... and DICOM), so a small "decompression bomb" cannot fill memory.
+# The largest chest radiographs are ~4300 x 4300 (18.5 M); GROUNDKIT_MAX_IMAGE_PIXELS changes the limit.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def max_image_pixels() -> int:
+    raw = os.environ.get("GROUNDKIT_MAX_IMAGE_PIXELS", "").strip()
+    if raw:
+        try:
+            value = int(raw)
+            if value > 0:
+                return value
+        except ValueError:
+            pass
+        raise ValueError(f"GROUNDKIT_MAX_IMAGE_PIXELS={raw[:40]!r}: expected a positive integer (pixels)")
+    return MAX_IMAGE_PIXELS
+
+
+class ImageTooLargeError(ValueError):
+    """An image file's header declares more pixels than :func:`max_image_pixels`."""
+
+
+def _check_pixels(path: Path, dims: str, n: int) -> None:
+    limit = max_image_pixels()
+    if n > limit:
+        raise ImageTooLargeError(f"cannot read image file {path}: its header declares {dims} = {n} pixels, more than the limit of "
+                         f"{limit} pixels (a decompression bomb or a damaged header; set GROUNDKIT_MAX_IMAGE_PIXELS to "
+                         "raise the limit for a genuine image)")
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
@@ -125,7 +156,27 @@ def _is_dicom(path: Path) -> bool:
         return False
 
 
+def _dicom_header(path: Path) -> None:
+    """Rows x Columns x frames x samples from the header alone (no pixel data read), against the pixel limit."""
+    try:
+        import pydicom
+
+        head = pydicom.dcmread(str(path), stop_before_pixels=True)
+        dims = [int(getattr(head, key, default) or default)
+                for key, default in (("Rows", 0), ("Columns", 0), ("NumberOfFrames", 1), ("SamplesPerPixel", 1))]
+    except ImageTooLargeError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"cannot read DICOM file {path}: {exc}") from exc
+    rows, cols, frames, samples = dims
+    if min(dims) < 0:
+        raise ValueError(f"cannot read DICOM file {path}: negative size in its header ({rows} x {cols})")
+    _check_pixels(path, f"{rows} x {cols}" + (f" x {frames} frames" if frames > 1 else "")
+                  + (f" x {samples} samples" if samples > 1 else ""), rows * cols * frames * samples)
+
+
 def _load_dicom(path: Path) -> np.ndarray:
+    _dicom_header(path)
     try:
         import pydicom
 
@@ -162,6 +213,8 @@ def _load_raster(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
+            w, h = im.size  # from the header: nothing is decoded before this check
+            _check_pixels(path, f"{w} x {h}", int(w) * int(h))
             im.load()
             mode = im.mode
             if mode == "P":
@@ -174,9 +227,12 @@ def _load_raster(path: Path) -> np.ndarray:
                 im = im.convert("RGB")
                 mode = "RGB"
             arr = np.array(im)
-    except Image.DecompressionBombError as exc:
-        raise ValueError(f"cannot read image file {path}: its header declares more pixels than Pillow's safety limit "
-                         f"({Image.MAX_IMAGE_PIXELS} pixels; a decompression bomb or a damaged header): {exc}") from None
+    except ImageTooLargeError:
+        raise
+    except Image.DecompressionBombError:  # Pillow's own check in open(): more than 2 x Image.MAX_IMAGE_PIXELS
+        raise ImageTooLargeError(f"cannot read image file {path}: its header declares more than {2 * Image.MAX_IMAGE_PIXELS} "
+                                 f"pixels, more than the limit of {max_image_pixels()} pixels (a decompression bomb or a "
+                                 "damaged header)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot read image file {path}: {exc}") from exc
     if mode == "I" or arr.dtype == np.int32:
@@ -212,11 +268,13 @@ def load_image(path_or_array: Any) -> np.ndarray:
     return to_gray01(path_or_array, what=f"{type(path_or_array).__name__} input")
 
 
-def save_png(path: str | Path, array01: Any, bits: int = 8) -> Path:
+def save_png(path: str | Path, array01: Any, bits: int = 8, root: str | Path | None = None) -> Path:
     """Write a 2-D image with values in [0, 1] as an 8- or 16-bit grayscale PNG.
 
     Values are clipped to [0, 1] and rounded (x * 255 or x * 65535).  Parent directories are
-    created.  Non-finite values and non-2-D inputs raise ValueError.  Returns the path.
+    created.  Non-finite values and non-2-D inputs raise ValueError.  Written through the output-folder
+    writer (``groundkit.core.outdir``: never through a symbolic link, never outside ``root``, the
+    output folder; default: the file's own folder).  Returns the path.
     """
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits!r}")
@@ -239,12 +297,10 @@ def save_png(path: str | Path, array01: Any, bits: int = 8) -> Path:
     if not np.all(np.isfinite(a)):
         raise ValueError(f"save_png({path}): array contains NaN or infinite values")
     a = np.clip(a, 0.0, 1.0)
-    from PIL import Image
+    from groundkit.core.outdir import make_dirs, write_png
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if bits == 8:
-        img = Image.fromarray(np.rint(a * 255.0).astype(np.uint8))
+    if root is not None:
+        make_dirs(path.parent, root)
     else:
-        img = Image.fromarray(np.rint(a * 65535.0).astype(np.uint16))
-    img.save(path, format="PNG")
-    return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return write_png(path, np.rint(a * 255.0).astype(np.uint8) if bits == 8 else np.rint(a * 65535.0).astype(np.uint16), root)

@@ -11,7 +11,6 @@ Orientation is that of a standard frontal CXR: the patient's LEFT is on the imag
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -312,18 +311,18 @@ def iter_samples(n: int, seed: int, size: int = 512) -> Iterator[tuple[np.ndarra
 
 def generate(out_dir: str | Path, n: int, seed: int, size: int = 512, split: str = "test") -> Path:
     """Write n PNG images and an MS-CXR v1.1.0-format CSV (one row per box); returns the CSV path."""
+    from groundkit.core.outdir import check_target, ensure_dir, make_dirs, write_csv
     from groundkit.data.images import save_png
 
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    csv_path = out / CSV_NAME
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
-        for i, (img, phrase, cat, boxes) in enumerate(iter_samples(n, seed, size)):
-            dicom_id = f"synth-{seed}-{i:05d}"
-            rel = f"images/{dicom_id}.png"
-            save_png(out / rel, img)
-            for (x, y, w, h) in boxes:
-                writer.writerow([dicom_id, cat, phrase, rel, round(x, 1), round(y, 1), round(w, 1), round(h, 1), img.shape[1], img.shape[0], split])
+    out = ensure_dir(out_dir)
+    make_dirs(out / "images", out)
+    csv_path = check_target(out / CSV_NAME)  # refused before any image is drawn
+    rows = []
+    for i, (img, phrase, cat, boxes) in enumerate(iter_samples(n, seed, size)):
+        dicom_id = f"synth-{seed}-{i:05d}"
+        rel = f"images/{dicom_id}.png"
+        save_png(out / rel, img, root=out)
+        for (x, y, w, h) in boxes:
+            rows.append([dicom_id, cat, phrase, rel, round(x, 1), round(y, 1), round(w, 1), round(h, 1), img.shape[1], img.shape[0], split])
+    write_csv(csv_path, COLUMNS, rows)  # cells neutralised against spreadsheet formulas
     return csv_path

@@ -5,7 +5,6 @@ benchmark measures: extraction precision/recall, negation accuracy, and groundin
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,24 +35,24 @@ def iter_report_samples(n: int, seed: int, size: int = 256) -> Iterator[tuple[np
 def generate_reports(out_dir: str | Path, n: int, seed: int, size: int = 256, split: str = "test") -> Path:
     """Images, one report per image (``reports/<id>.txt`` and its ground truth ``reports/<id>.json``), and the
     MS-CXR-format CSV of every positive finding (one row per box); returns the CSV path."""
+    from groundkit.core.outdir import check_target, ensure_dir, make_dirs, write_csv, write_text
     from groundkit.data.images import save_png
 
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
-    csv_path = out / CSV_NAME
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
-        for i, (img, findings, report) in enumerate(iter_report_samples(n, seed, size)):
-            dicom_id = f"synth-report-{seed}-{i:05d}"
-            rel = f"images/{dicom_id}.png"
-            save_png(out / rel, img)
-            (out / REPORTS_DIR / f"{dicom_id}.txt").write_text(report["text"] + "\n")
-            truth = {"image": rel, "findings": findings, "mentions": report["mentions"]}
-            (out / REPORTS_DIR / f"{dicom_id}.json").write_text(json.dumps(truth, indent=2))
-            for f in findings:
-                for (x, y, w, h) in f["boxes"]:
-                    writer.writerow([dicom_id, f["category"], f["phrase"], rel, round(x, 1), round(y, 1), round(w, 1), round(h, 1),
-                                     img.shape[1], img.shape[0], split])
+    out = ensure_dir(out_dir)
+    make_dirs(out / "images", out)
+    make_dirs(out / REPORTS_DIR, out)
+    csv_path = check_target(out / CSV_NAME)  # refused before any image is drawn
+    rows = []
+    for i, (img, findings, report) in enumerate(iter_report_samples(n, seed, size)):
+        dicom_id = f"synth-report-{seed}-{i:05d}"
+        rel = f"images/{dicom_id}.png"
+        save_png(out / rel, img, root=out)
+        write_text(out / REPORTS_DIR / f"{dicom_id}.txt", report["text"] + "\n", root=out)
+        truth = {"image": rel, "findings": findings, "mentions": report["mentions"]}
+        write_text(out / REPORTS_DIR / f"{dicom_id}.json", json.dumps(truth, indent=2), root=out)
+        for f in findings:
+            for (x, y, w, h) in f["boxes"]:
+                rows.append([dicom_id, f["category"], f["phrase"], rel, round(x, 1), round(y, 1), round(w, 1), round(h, 1),
+                             img.shape[1], img.shape[0], split])
+    write_csv(csv_path, COLUMNS, rows)  # cells neutralised against spreadsheet formulas
     return csv_path

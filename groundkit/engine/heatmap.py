@@ -66,8 +66,11 @@ def threshold(h: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     return h, h >= 0.5  # no threshold: the map itself, and a documented mid-range mask
 
 
-def make_heatmap(maps: AttentionMaps, recipe: Recipe, image_size: int, text_maps: AttentionMaps | None = None) -> Heatmap:
-    h = score_map(maps, recipe, image_size)
+def make_heatmap(maps: AttentionMaps, recipe: Recipe, image_size: int, text_maps: AttentionMaps | None = None,
+                 score: np.ndarray | None = None) -> Heatmap:
+    """``score``: the continuous map to use instead of :func:`score_map` (the report-level contrast between
+    findings, groundkit.engine.contrast); BBM and the threshold follow as for the recipe's own map."""
+    h = score_map(maps, recipe, image_size) if score is None else score
     s = None
     if recipe.bbm is not None:
         if text_maps is None:

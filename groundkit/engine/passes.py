@@ -2,10 +2,12 @@
 
 Three passes (docs/protocols.md §3):
 - `gt_noised_pass`: every window step independently, all (step, phrase) items batched.
-- `inversion_pass`: the unconditional DDIM-inversion trajectory once per image (batch 1, stopped
-  at the window's end), then the conditional calls of all phrases batched.
+- `inversion_pass`: the unconditional DDIM-inversion trajectory once per image (stopped at the window's
+  end; `inversion_latents_many` inverts several images per forward), then the conditional calls of all
+  phrases batched.
 - `text_pass`: DDIM sampling from noise with classifier-free guidance (BBM's text-only pass).
-All return `PassMaps`: per phrase, per layer, a (steps, groups, h, w) tensor.
+All return `PassMaps`: per phrase, per layer, a (steps, groups, h, w) tensor. The `*_many` forms run several
+images' items through shared forwards and return one `PassMaps` per image, equal to its own pass's.
 """
 from __future__ import annotations
 
@@ -70,27 +72,55 @@ def _batched(items: list, size: int):
         yield items[i : i + size]
 
 
-def _run_items(adapter, unet: Counter, recorder: Recorder, items, latents, contexts, weights, batch_size, desc, progress):
-    """items: list of (key=(phrase, step), grid t); latents[step], contexts[phrase], weights[phrase]."""
+def _pad_groups(w: torch.Tensor, groups: int) -> torch.Tensor:
+    """(P, G, N) token weights padded with zero rows to ``groups`` groups (images of one batch may have
+    different per-word groups; the padded rows are never read back)."""
+    if w.shape[1] == groups:
+        return w
+    return torch.cat([w, w.new_zeros(w.shape[0], groups - w.shape[1], w.shape[2])], dim=1)
+
+
+def _window_pass_many(adapter, grid, latents, contexts, weights, steps, layers, batch_size, desc, progress,
+                      start) -> list[PassMaps]:
+    """Every (image, phrase, step) item of a window through the U-Net in batches of ``batch_size``, capture
+    on; per image, its maps. ``latents[i][s]``: image i's latent at grid step s; ``contexts[i]`` (P_i, N, D)
+    and ``weights[i]`` (P_i, G_i, N): image i's phrases. Items run step by step, then image by image, then
+    phrase by phrase, so one image alone runs exactly the single-image schedule. Each image's PassMaps counts
+    its own batch items and its share of the forwards."""
+    recorder, unet = Recorder(layers), Counter(adapter)
+    n_groups = [w.shape[1] for w in weights]
+    g_max = max(n_groups)
+    weights = [_pad_groups(w, g_max) for w in weights]
+    items = [((i, p, s), grid[s]) for s in steps for i in range(len(contexts)) for p in range(contexts[i].shape[0])]
     chunks = list(_batched(items, batch_size))
     t_all = torch.tensor([t for _, t in items], device=adapter.device)  # one transfer per pass, not per forward
-    for c, chunk in enumerate(tqdm(chunks, desc=desc, disable=not progress or len(chunks) < 2, leave=False)):
-        z = torch.cat([latents[s] for (p, s), _ in chunk]).to(adapter.device)
-        t = t_all[c * batch_size: c * batch_size + len(chunk)]
-        ctx = torch.cat([contexts[p : p + 1] for (p, s), _ in chunk])
-        w = torch.stack([weights[p] for (p, s), _ in chunk])
-        with recorder.armed([key for key, _ in chunk], w):
-            unet(z, t, ctx)
+    with adapter.capture(recorder):
+        for c, chunk in enumerate(tqdm(chunks, desc=desc, disable=not progress or len(chunks) < 2, leave=False)):
+            z = torch.cat([latents[i][s] for (i, p, s), _ in chunk]).to(adapter.device)
+            t = t_all[c * batch_size: c * batch_size + len(chunk)]
+            ctx = torch.cat([contexts[i][p : p + 1] for (i, p, s), _ in chunk])
+            w = torch.stack([weights[i][p] for (i, p, s), _ in chunk])
+            with recorder.armed([key for key, _ in chunk], w):
+                unet(z, t, ctx)
+    seconds = time.perf_counter() - start
+    out = []
+    for i, ctx in enumerate(contexts):
+        g = n_groups[i]
+        maps = [{info.index: torch.stack([recorder.maps[((i, p, s), info.index)][:g] for s in steps]).cpu()
+                 for info in layers} for p in range(ctx.shape[0])]
+        items_i = ctx.shape[0] * len(steps)
+        share = items_i / max(1, len(items))
+        out.append(PassMaps(list(steps), [grid[s] for s in steps], maps, items_i,
+                            unet.forwards if len(contexts) == 1 else unet.forwards * share, seconds * share))
+    recorder.maps.clear()
+    return out
 
 
 def _window_pass(adapter, grid, recorder, unet, latents, contexts, weights, steps, layers, batch_size, desc, progress,
                  start) -> PassMaps:
-    """Every (phrase, step) item of a window through the U-Net in batches, capture on; the maps per phrase."""
-    items = [((p, s), grid[s]) for s in steps for p in range(contexts.shape[0])]
-    with adapter.capture(recorder):
-        _run_items(adapter, unet, recorder, items, latents, contexts, weights, batch_size, desc, progress)
-    maps = _collect(recorder, contexts.shape[0], steps, layers)
-    return PassMaps(steps, [grid[s] for s in steps], maps, unet.calls, unet.forwards, time.perf_counter() - start)
+    """Every (phrase, step) item of one image's window through the U-Net in batches, capture on; the maps per phrase."""
+    return _window_pass_many(adapter, grid, [latents], [contexts], [weights], steps, layers, batch_size, desc,
+                             progress, start)[0]
 
 
 @torch.no_grad()
@@ -101,13 +131,52 @@ def gt_noised_pass(adapter, grid, z0, contexts, weights, steps, layers, seed, ba
     output is discarded, so steps are independent and batched; no unconditional half (published
     with CFG, whose guided output is discarded, so it cannot change the maps)."""
     start = time.perf_counter()
-    recorder, unet = Recorder(layers), Counter(adapter)
+    latents = gt_noised_latents(adapter, grid, z0, steps, seed, z_std)
+    return _window_pass(adapter, grid, None, None, latents, contexts, weights, steps, layers, batch_size, "gt-noised",
+                        progress, start)
+
+
+def gt_noised_latents(adapter, grid, z0, steps, seed, z_std=None) -> dict[int, torch.Tensor]:
+    """One image's GT-noised latents per window step: seeded per (seed, step), so an image's latents do not
+    depend on which other images share its forwards."""
     mean = z0.float().cpu()
     std = z_std.float().cpu() if z_std is not None else None
-    latents = {s: add_noise(posterior_latent(mean, std, seed, s), gt_noise(seed, s, tuple(z0.shape)),
-                            float(adapter.schedule.alphas_cumprod[grid[s]])).to(adapter.device) for s in steps}
-    return _window_pass(adapter, grid, recorder, unet, latents, contexts, weights, steps, layers, batch_size, "gt-noised",
-                        progress, start)
+    return {s: add_noise(posterior_latent(mean, std, seed, s), gt_noise(seed, s, tuple(z0.shape)),
+                         float(adapter.schedule.alphas_cumprod[grid[s]])).to(adapter.device) for s in steps}
+
+
+@torch.no_grad()
+def gt_noised_pass_many(adapter, grid, z0s, contexts, weights, steps, layers, seed, batch_size, progress=False,
+                        z_stds=None) -> list[PassMaps]:
+    """``gt_noised_pass`` of several images at once: items of different images share forwards; each
+    image's maps equal its own pass's."""
+    start = time.perf_counter()
+    z_stds = z_stds if z_stds is not None else [None] * len(z0s)
+    latents = [gt_noised_latents(adapter, grid, z0, steps, seed, sd) for z0, sd in zip(z0s, z_stds)]
+    return _window_pass_many(adapter, grid, latents, contexts, weights, steps, layers, batch_size, "gt-noised",
+                             progress, start)
+
+
+@torch.no_grad()
+def inversion_latents_many(adapter, grid, z0s, steps, null, batch_size) -> tuple[list[dict[int, torch.Tensor]], int, int]:
+    """``inversion_latents`` of several images, up to ``batch_size`` images per U-Net forward: the DDIM
+    inversion is per item (the U-Net and the DDIM move act on each batch row alone), so every image's
+    trajectory equals its batch-1 trajectory up to float rounding. Returns (per image latents, items, forwards)."""
+    out: list[dict[int, torch.Tensor]] = []
+    calls = forwards = 0
+    for chunk in _batched(list(z0s), max(1, batch_size)):
+        lat, c, f = inversion_latents(adapter, grid, torch.cat([z.reshape(1, *z.shape[-3:]) for z in chunk]), steps, null)
+        calls, forwards = calls + c, forwards + f
+        out += [{s: v[b : b + 1].clone() for s, v in lat.items()} for b in range(len(chunk))]
+    return out, calls, forwards
+
+
+@torch.no_grad()
+def inversion_pass_many(adapter, grid, latents, contexts, weights, steps, layers, batch_size, progress=False) -> list[PassMaps]:
+    """``inversion_pass`` of several images at once (conditional calls of every image's phrases share forwards)."""
+    start = time.perf_counter()
+    return _window_pass_many(adapter, grid, latents, contexts, weights, steps, layers, batch_size,
+                             "inversion (cond)", progress, start)
 
 
 @torch.no_grad()
@@ -123,8 +192,7 @@ def inversion_pass(adapter, grid, latents, contexts, weights, steps, layers, bat
     """Conditional calls of all phrases at the cached inversion latents (guidance 0: the trajectory
     follows the unconditional prediction, so the conditional half only supplies attention)."""
     start = time.perf_counter()
-    recorder, unet = Recorder(layers), Counter(adapter)
-    return _window_pass(adapter, grid, recorder, unet, latents, contexts, weights, steps, layers, batch_size,
+    return _window_pass(adapter, grid, None, None, latents, contexts, weights, steps, layers, batch_size,
                         "inversion (cond)", progress, start)
 
 

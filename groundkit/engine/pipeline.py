@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ import numpy as np
 import torch
 
 from groundkit.data.images import load_image
-from groundkit.engine import passes as engine
+from groundkit.engine import confidence
+from groundkit.engine.contrast import CONTRAST_MODES, check_contrast, contrast_scores
+from groundkit.engine.contrast import describe as describe_contrast
 from groundkit.engine.heatmap import make_heatmap
 from groundkit.engine.maps import AttentionMaps
+from groundkit.engine.capture import Captured, capture_images
 from groundkit.engine.recorder import Recorder
-from groundkit.engine.tokens import explain, token_weights
 from groundkit.grounding import Grounding
 from groundkit.recipes import Recipe, Resolved, get_recipe, resolve_recipe
 
@@ -55,12 +58,15 @@ class GroundingModel:
     def __init__(self, adapter, entry: Any, load_seconds: float = 0.0, cache_size: int = 8):
         self.adapter, self.entry, self.load_seconds = adapter, entry, load_seconds
         self._latents: _LRU = _LRU(cache_size)
-        self._inversions: _LRU = _LRU(cache_size)
-        self._text_passes: _LRU = _LRU(64)
-        self._uncond0: dict = {}  # BBM text pass: the first step's unconditional prediction, per seed
+        self.inversions: _LRU = _LRU(cache_size)
+        self.text_passes: _LRU = _LRU(64)
+        self.uncond0: dict = {}  # BBM text pass: the first step's unconditional prediction, per seed
         self.layers = adapter.cross_attention_layers()
         self._auto_batch: int | None = None
         self.compiled = False
+        self._unet_lock = threading.RLock()  # U-Net passes (capture hooks) run one at a time, whatever the thread
+        self._cache_lock = threading.RLock()  # the LRU caches may be read from post-processing threads
+        self._precaptured: _LRU = _LRU(256)  # Captured by capture_many for a later ground_many (see ground_batch)
         _ = getattr(entry, "default_recipe", None)  # registers "<checkpoint>-default" now, so it can be named
 
     # ------------------------------------------------------------------ recipes
@@ -81,7 +87,8 @@ class GroundingModel:
     def prepare(self, image) -> _Prepared:
         img = load_image(image)
         key = hashlib.sha1(np.ascontiguousarray(img).tobytes() + str(img.shape).encode()).hexdigest()
-        hit = self._latents.get(key)
+        with self._cache_lock:
+            hit = self._latents.get(key)
         if hit is None:
             pixels, geo = self.adapter.preprocess(img)
             if hasattr(self.adapter, "encode_posterior"):
@@ -89,8 +96,24 @@ class GroundingModel:
             else:
                 mean, std = self.adapter.encode_image(pixels), None
             hit = (mean, geo, std)
-            self._latents.put(key, hit)
+            with self._cache_lock:
+                self._latents.put(key, hit)
         return _Prepared(img, key, hit[0], hit[1], hit[2])
+
+    def clear_caches(self, latents: bool = True) -> None:
+        """Forget the cached inversion trajectories, BBM text passes and (``latents``) image latents: a cold start,
+        as a benchmark of the passes needs (``latents=False`` keeps the encoded images)."""
+        with self._cache_lock:
+            for c in (self.inversions, self.text_passes, self.uncond0, self._precaptured):
+                c.clear()
+            if latents:
+                self._latents.clear()
+
+    def reserve_cache(self, images: int) -> None:
+        """Let the image-latent cache hold at least ``images`` images (a batch in flight must not evict itself and
+        be encoded twice). The inversion cache keeps its size: a batch passes its trajectories on directly."""
+        with self._cache_lock:
+            self._latents.size = max(self._latents.size, int(images))
 
     def auto_batch_size(self, fraction: float = 0.6, cap: int = 64) -> int:
         """Items per U-Net forward (what ``batch_size=0``, the default, means). On CUDA: what fits in
@@ -103,7 +126,7 @@ class GroundingModel:
         if dev.type != "cuda":
             self._auto_batch = CPU_BATCH
             return CPU_BATCH
-        null = self._null()
+        null = self.null()
         c, side = int(self.adapter.latent_channels), self.adapter.latent_size
         z = torch.zeros(2, c, side, side, device=dev)
         t = torch.full((2,), 500, device=dev)
@@ -128,7 +151,7 @@ class GroundingModel:
         self.compiled = True
         return self
 
-    def _null(self) -> torch.Tensor:
+    def null(self) -> torch.Tensor:
         if not hasattr(self, "_null_ctx"):
             enc = getattr(self.adapter, "encode_unconditional", None)
             self._null_ctx = enc() if enc is not None else self.adapter.encode_text([""]).embeddings
@@ -136,30 +159,48 @@ class GroundingModel:
 
     # ------------------------------------------------------------------ grounding
     def ground(self, image, phrase: str, recipe: str | Recipe | None = None, *, category: str | None = None,
-               token_maps: bool = False, progress: bool = False, **overrides: Any) -> Grounding:
-        """Ground one phrase in one image (a path, or an (H, W) array in [0, 1])."""
+               token_maps: bool = False, progress: bool = False, min_confidence: float | None = None,
+               **overrides: Any) -> Grounding:
+        """Ground one phrase in one image (a path, or an (H, W) array in [0, 1]). ``min_confidence``: below it the
+        grounding is marked not localised (``.localised`` False, mask hidden; needs a calibration)."""
         return self.ground_many(image, [phrase], recipe, categories=[category], token_maps=token_maps,
-                                progress=progress, **overrides)[0]
+                                progress=progress, min_confidence=min_confidence, **overrides)[0]
 
     def ground_many(self, image, phrases: Sequence[str], recipe: str | Recipe | None = None, *,
                     categories: Sequence[str | None] | None = None, token_maps: bool = False,
-                    progress: bool = False, **overrides: Any) -> list[Grounding]:
-        """Ground several phrases of one image: phrase-independent work once, U-Net calls batched."""
+                    progress: bool = False, contrast: str = "none", min_confidence: float | None = None,
+                    **overrides: Any) -> list[Grounding]:
+        """Ground several phrases of one image: phrase-independent work once, U-Net calls batched.
+
+        ``contrast="findings"`` computes each phrase's map against the others' (the phrases are taken as the
+        findings of one report, groundkit.engine.contrast) from the same capture; ``"none"`` (the default)
+        grounds every phrase on its own, as ``ground`` does."""
         if isinstance(phrases, str):
             raise TypeError("ground_many takes a list of phrases; use ground() for one phrase")
         phrases = list(phrases)
         if not phrases or any(not p or not p.strip() for p in phrases):
             raise ValueError("every phrase must be a non-empty string")
+        contrast = check_contrast(contrast)
         categories = list(categories) if categories is not None else [None] * len(phrases)
         resolved = self.resolve(recipe, **overrides)
-        r = resolved.recipe
+        confidence.require(self.entry, resolved.recipe, min_confidence)
         t0 = time.perf_counter()
         prep = self.prepare(image)
-        captured = self.capture(prep, phrases, r, categories=categories, token_maps=token_maps, progress=progress)
+        captured = self.capture(prep, phrases, resolved.recipe, categories=categories, token_maps=token_maps,
+                                progress=progress)
+        out = self._groundings(prep, phrases, captured, resolved, contrast, token_maps, t0)
+        confidence.abstain(out, min_confidence)
+        return out
+
+    def _groundings(self, prep: _Prepared, phrases: list[str], captured: Captured, resolved: Resolved, contrast: str,
+                    token_maps: bool, t0: float) -> list[Grounding]:
+        """One Grounding per phrase from one capture (post-processing only: no U-Net call)."""
+        r = resolved.recipe
+        scores = contrast_scores(captured.maps, r, self.adapter.image_size) if contrast == "findings" else None
         out = []
         for p, phrase in enumerate(phrases):
             maps, text_maps = captured.maps[p], (captured.text_maps[p] if captured.text_maps else None)
-            hm = make_heatmap(maps, r, self.adapter.image_size, text_maps)
+            hm = make_heatmap(maps, r, self.adapter.image_size, text_maps, score=scores[p] if scores else None)
             words = None
             if token_maps:
                 words = {}
@@ -174,122 +215,144 @@ class GroundingModel:
                 "unet_calls": captured.calls / len(phrases),
                 "unet_calls_total": captured.calls, "unet_forwards": captured.forwards,
                 "phrases_in_batch": len(phrases), "timings": dict(captured.timings), "cache": dict(captured.cache),
-                "bbm_similarity": hm.bbm_similarity, "recipe_provenance": resolved.to_dict(), "versions": versions(),
+                "bbm_similarity": hm.bbm_similarity, "contrast": describe_contrast(contrast, len(phrases)),
+                "recipe_provenance": resolved.to_dict(), "versions": versions(),
             }
             out.append(Grounding(phrase, hm.heatmap, hm.mask, prep.geometry, r, info, words, prep.image))
+            confidence.attach(out[-1], maps, text_maps, self.entry)  # signals + calibrated confidence, no U-Net call
         total = time.perf_counter() - t0
         for g in out:
             g.info["timings"]["total_seconds_batch"] = total
         return out
 
-    def ground_report(self, image, report: str, recipe: str | Recipe | None = None, *, use_spacy: bool | None = None,
-                      progress: bool = False, **overrides: Any):
+    def ground_report(self, image, report: str, recipe: str | Recipe | None = None, *, contrast: str = "findings",
+                      use_spacy: bool | None = None, progress: bool = False, min_confidence: float | None = None,
+                      **overrides: Any):
         """Ground every positive finding of a radiology report in one image, in ONE batched call that shares
-        the per-image work; negated findings are listed, not grounded. Returns a ReportGrounding."""
+        the per-image work; negated findings are listed, not grounded. Returns a ReportGrounding.
+
+        ``contrast="findings"`` (the default) computes each positive finding's map against the other findings'
+        (groundkit.engine.contrast; a report with one positive finding gets exactly its own map), ``"none"``
+        grounds each finding on its own."""
+        return self.ground_report_contrasts(image, report, recipe, contrasts=(contrast,), use_spacy=use_spacy,
+                                            progress=progress, min_confidence=min_confidence,
+                                            **overrides)[check_contrast(contrast)]
+
+    def ground_report_contrasts(self, image, report: str, recipe: str | Recipe | None = None, *,
+                                contrasts: Sequence[str] = CONTRAST_MODES, use_spacy: bool | None = None,
+                                progress: bool = False, min_confidence: float | None = None, **overrides: Any) -> dict:
+        """``ground_report`` once per contrast mode, all from ONE captured pass (the U-Net calls are those of
+        one report): {mode: ReportGrounding}. What the report benchmark compares."""
         from groundkit.core.categories import CATEGORIES
         from groundkit.report_grounding import PALETTE, GroundedFinding, ReportGrounding
         from groundkit.reports import parse_report
 
+        modes = list(dict.fromkeys(check_contrast(c) for c in contrasts))
+        if not modes:
+            raise ValueError("contrasts: name at least one contrast mode")
         t0 = time.perf_counter()
         parsed = parse_report(report, use_spacy=use_spacy)
-        found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
-        todo = [f for f in found if not f.negated]
-        gs = []
-        if todo:
-            cats = [f.finding.category if f.finding.category in CATEGORIES else None for f in todo]
-            gs = self.ground_many(image, [f.finding.phrase for f in todo], recipe, categories=cats, progress=progress, **overrides)
-            for f, g in zip(todo, gs):
-                f.grounding = g
-        r = gs[0].recipe if gs else self.recipe(recipe, **overrides)
-        total = gs[0].info["unet_calls_total"] if gs else 0
-        info = {"checkpoint": self.entry.name, "recipe": r.name, "recipe_digest": r.digest(),
-                "seconds": round(time.perf_counter() - t0, 3), "unet_calls_total": total,
-                "unet_calls_per_finding": total / len(todo) if todo else 0, "unet_forwards": gs[0].info["unet_forwards"] if gs else 0,
-                "findings_grounded": len(todo), "findings_negated": len(found) - len(todo), "groundkit": versions()["groundkit"]}
-        return ReportGrounding(report, parsed, found, self.prepare(image).image, info)
+        resolved = self.resolve(recipe, **overrides)
+        r = resolved.recipe
+        confidence.require(self.entry, r, min_confidence)
+        prep = self.prepare(image)
+        todo_idx = [i for i, f in enumerate(parsed.findings) if not f.negated]
+        phrases = [parsed.findings[i].phrase for i in todo_idx]
+        cats = [parsed.findings[i].category if parsed.findings[i].category in CATEGORIES else None for i in todo_idx]
+        captured = self.capture(prep, phrases, r, categories=cats, progress=progress) if todo_idx else None
+        out = {}
+        for mode in modes:
+            found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
+            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0) if todo_idx else []
+            confidence.abstain(gs, min_confidence)
+            for i, g in zip(todo_idx, gs):
+                found[i].grounding = g
+            total = captured.calls if captured is not None else 0
+            info = {"checkpoint": self.entry.name, "recipe": r.name, "recipe_digest": r.digest(),
+                    "seconds": round(time.perf_counter() - t0, 3), "unet_calls_total": total,
+                    "unet_calls_per_finding": total / len(todo_idx) if todo_idx else 0,
+                    "unet_forwards": captured.forwards if captured is not None else 0,
+                    "findings_grounded": len(todo_idx), "findings_negated": len(found) - len(todo_idx),
+                    "contrast": describe_contrast(mode, len(todo_idx)), "groundkit": versions()["groundkit"]}
+            out[mode] = ReportGrounding(report, parsed, found, prep.image, info)
+        return out
 
     def capture(self, prep: _Prepared, phrases, r: Recipe, categories, token_maps=False, progress=False) -> Captured:
-        """Run the recipe's passes and return per-phrase AttentionMaps (what ablations store)."""
-        text = self.adapter.encode_text(phrases)
-        groups = ["selected"] + (["start"] if r.bbm else [])
-        word_groups: list[list[str]] = [[] for _ in phrases]
-        if token_maps:
-            for b, phrase in enumerate(phrases):
-                word_groups[b] = [phrase[s:e] for s, e in text.word_spans[b]]
-        all_groups = groups + [f"word:{w}" for w in sorted({w for ws in word_groups for w in ws})]
-        n_tok = text.embeddings.shape[1]
-        weights = torch.zeros(len(phrases), len(all_groups), n_tok)
-        explained = []
-        for b in range(len(phrases)):
-            weights[b, 0] = token_weights(text, b, r.tokens, categories[b])
-            explained.append(explain(text, b, r.tokens, categories[b]))
-            if r.bbm:
-                weights[b, 1] = token_weights(text, b, "start")
-            for w in word_groups[b]:
-                weights[b, all_groups.index(f"word:{w}")] = token_weights(text, b, f"words:{w}")
-        weights = weights.to(self.adapter.device)
-        grid = r.timesteps(self.adapter.schedule.num_train_timesteps)
-        steps = sorted(set(range(*r.steps)) | (set(range(*r.bbm_steps)) if r.bbm else set()))
-        layer_infos = [self.layers[i] for i in (r.layers if r.layers is not None else range(len(self.layers)))]
-        timings: dict[str, float] = {}
-        cache = {"latents": 0, "inversion": 0, "text_pass": 0}
-        calls = forwards = 0
-        ctx = text.embeddings
-        if r.batch_size == 0:
-            r = r.override(batch_size=self.auto_batch_size())
-        if r.mode == "gt-noised":
-            z_std = prep.z_std if r.latent == "sample" else None
-            res = engine.gt_noised_pass(self.adapter, grid, prep.z0, ctx, weights, steps, layer_infos, r.seed, r.batch_size,
-                                        progress, z_std=z_std)
-        else:
-            key = (prep.key, r.grid, max(steps))
-            hit = self._inversions.get(key)
-            if hit is not None and set(steps) <= set(hit):
-                cache["inversion"] = 1
-                lat = {s: hit[s] for s in steps}
-            else:
-                t = time.perf_counter()
-                lat, c, f = engine.inversion_latents(self.adapter, grid, prep.z0, steps, self._null())
-                self._inversions.put(key, lat)
-                calls, forwards = calls + c, forwards + f
-                timings["inversion_seconds"] = time.perf_counter() - t
-            res = engine.inversion_pass(self.adapter, grid, lat, ctx, weights, steps, layer_infos, r.batch_size, progress)
-        calls, forwards = calls + res.unet_calls, forwards + res.forwards
-        timings["capture_seconds"] = res.seconds
-        maps = [AttentionMaps(layer_infos, res.steps, all_groups, m) for m in res.maps]
-        text_maps = None
-        if r.bbm:
-            bsteps = list(range(*r.bbm_steps))
-            keys = [_text_key(phrases[b], categories[b], r) for b in range(len(phrases))]
-            todo = [b for b in range(len(phrases)) if keys[b] not in self._text_passes]
-            if todo:
-                tw = torch.stack([weights[b, :1] for b in todo])
-                tp = engine.text_pass(self.adapter, grid, ctx[todo], tw, self._null(), bsteps, layer_infos, r.seed,
-                                      r.guidance_scale, tuple(prep.z0.shape), progress, uncond_cache=self._uncond0)
-                calls, forwards = calls + tp.unet_calls, forwards + tp.forwards
-                timings["text_pass_seconds"] = tp.seconds
-                for j, b in enumerate(todo):
-                    self._text_passes.put(keys[b], AttentionMaps(layer_infos, tp.steps, ["selected"], tp.maps[j]))
-            cache["text_pass"] = len(phrases) - len(todo)
-            text_maps = [self._text_passes[k] for k in keys]
-        return Captured(maps, text_maps, explained, calls, forwards, timings, cache)
+        """Run the recipe's passes and return per-phrase AttentionMaps (what ablations store). What
+        ``precapture``/``ground_batch`` already captured for this image, phrases and recipe is taken as is."""
+        pre = self._take_precaptured(prep, phrases, r, categories, token_maps)
+        if pre is not None:
+            return pre
+        return self.capture_many([prep], [phrases], r, [categories], token_maps, progress)[0]
 
+    # ------------------------------------------------------------------ several images
+    def _pre_key(self, prep: _Prepared, phrases, r: Recipe, categories, token_maps) -> tuple:
+        return (prep.key, tuple(phrases), tuple(categories), repr(r), bool(token_maps))
 
-@dataclass
-class Captured:
-    maps: list[AttentionMaps]
-    text_maps: list[AttentionMaps] | None
-    explained: list[Any]
-    calls: int
-    forwards: int
-    timings: dict[str, float]
-    cache: dict[str, int]
+    def _take_precaptured(self, prep, phrases, r, categories, token_maps) -> Captured | None:
+        with self._cache_lock:
+            return self._precaptured.pop(self._pre_key(prep, phrases, r, categories, token_maps), None)
 
+    def precapture(self, items: Sequence[tuple[Any, Sequence[str]]], recipe: str | Recipe | None = None, *,
+                   categories: Sequence[Sequence[str | None] | None] | None = None, token_maps: bool = False,
+                   progress: bool = False, **overrides: Any) -> list[Captured]:
+        """Run the U-Net passes of several images together (``capture_many``) and keep each image's result
+        for its next ``ground_many(image, phrases, recipe, categories=...)`` call, which then only
+        post-processes. ``items``: (image, phrases) pairs; images are prepared (loaded, encoded) here unless
+        given as ``_Prepared``. Returns the Captured per item."""
+        r = self.resolve(recipe, **overrides).recipe
+        preps = [x if isinstance(x, _Prepared) else self.prepare(x) for x, _ in items]
+        phrases = [list(ph) for _, ph in items]
+        cats = [list(c) if c is not None else [None] * len(ph)
+                for c, ph in zip(categories if categories is not None else [None] * len(items), phrases)]
+        self.reserve_cache(2 * len(items) + 8)
+        with self._unet_lock:
+            caps = self.capture_many(preps, phrases, r, cats, token_maps, progress)
+        with self._cache_lock:
+            self._precaptured.size = max(self._precaptured.size, 2 * len(items) + 8)
+            for prep, ph, c, cap in zip(preps, phrases, cats, caps):
+                self._precaptured.put(self._pre_key(prep, ph, r, c, token_maps), cap)
+        return caps
 
-def _text_key(phrase: str, category: str | None, r: Recipe) -> tuple:
-    """What BBM's text-only pass depends on: not the image."""
-    return (phrase, category, r.tokens, r.seed, r.guidance_scale, r.grid, r.bbm_steps, r.layers)
+    def images_per_batch(self, recipe: str | Recipe | None = None, **overrides: Any) -> int:
+        """How many images ``ground_batch`` and the benchmark runner capture together: the U-Net batch size
+        (each image adds at least one item per forward of the shared inversion or window)."""
+        r = self.recipe(recipe, **overrides)
+        return max(1, int(r.batch_size or self.auto_batch_size()))
 
+    def ground_batch(self, items: Sequence[tuple[Any, Sequence[str]]], recipe: str | Recipe | None = None, *,
+                     categories: Sequence[Sequence[str | None] | None] | None = None, token_maps: bool = False,
+                     progress: bool = False, images_per_batch: int | None = None, **overrides: Any) -> list[list[Grounding]]:
+        """Ground several images, each with its own phrases: ``items`` is a list of (image, phrases). Up to
+        ``images_per_batch`` images (default: the U-Net batch size) share U-Net forwards: one batched DDIM
+        inversion, GT-noised items of several images per forward, one BBM text pass for the phrases of all
+        of them. Returns, per item, what ``ground_many(image, phrases, ...)`` returns, with the same maps."""
+        items = [(img, list(ph)) for img, ph in items]
+        cats = list(categories) if categories is not None else [None] * len(items)
+        if len(cats) != len(items):
+            raise ValueError(f"ground_batch: {len(cats)} category lists for {len(items)} items")
+        for _, ph in items:
+            if not ph or any(not isinstance(p, str) or not p.strip() for p in ph):
+                raise ValueError("every item needs a non-empty list of non-empty phrases")
+        k = images_per_batch or self.images_per_batch(recipe, **overrides)
+        out: list[list[Grounding]] = []
+        for i in range(0, len(items), k):
+            chunk, ccats = items[i : i + k], cats[i : i + k]
+            self.precapture(chunk, recipe, categories=ccats, token_maps=token_maps, progress=progress, **overrides)
+            for (img, ph), c in zip(chunk, ccats):
+                out.append(self.ground_many(img, ph, recipe, categories=c, token_maps=token_maps, progress=progress,
+                                            **overrides))
+        return out
+
+    def capture_many(self, preps: Sequence[_Prepared], phrases_list, r: Recipe, categories_list, token_maps=False,
+                     progress=False) -> list[Captured]:
+        """``capture`` of several images at once: items of different images share U-Net forwards (inversion
+        of up to ``batch_size`` images per forward, window items and BBM text passes pooled), each image's
+        maps equal to its own ``capture``. Each Captured counts its own batch items and its share of the
+        forwards and seconds."""
+        with self._unet_lock:
+            return capture_images(self, list(preps), [list(p) for p in phrases_list], r, list(categories_list),
+                                  token_maps, progress)
 
 def _rename(maps: AttentionMaps, group: str) -> AttentionMaps:
     """View a per-word group as the 'selected' group, to reuse the same aggregation."""

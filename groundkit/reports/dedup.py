@@ -1,11 +1,20 @@
 """De-duplication: mentions of one finding (e.g. in FINDINGS and again in IMPRESSION) are grouped into one
-:class:`Finding`, keeping apart different sides, zones and distinct objects."""
+:class:`Finding`, keeping apart different sides, zones and distinct objects.
+
+Linear: findings are bucketed by (observation, polarity), each keeps a small summary of its mentions
+(sides, zone groups, device words, sentences) so that "compatible with every mention" is checked against
+the summary, and only the most recent ``MAX_CANDIDATES`` findings of a bucket are tried.
+"""
 from __future__ import annotations
 
-from groundkit.reports.mentions import TOKEN
-from groundkit.reports.model import Finding, Mention
+from dataclasses import dataclass, field
+
+from groundkit.reports.location import TOKEN
+from groundkit.reports.model import Finding, Mention, Span
 
 __all__ = ["group_findings"]
+
+MAX_CANDIDATES = 32
 
 _ZONE_GROUP = {
     "upper": "upper", "apical": "upper", "apex": "upper", "apices": "upper", "biapical": "upper",
@@ -19,42 +28,71 @@ _DISTINCT_THINGS = frozenset({"Support Devices", "Lung Lesion", "Fracture", "Ple
 _GENERIC_HEADS = frozenset({"tube", "line", "catheter", "lead", "wire", "device"})
 
 
-def _core_words(m: Mention) -> set[str]:
+def _core_words(m: Mention) -> frozenset[str]:
     """Distinctive words of the lexicon match, singular: "ET tube" -> {"et"}, "pacemaker leads" ->
     {"pacemaker"}; all words when only generic heads are left ("catheter")."""
     lo, hi = m.core[0] - m.start, m.core[1] - m.start
     words = {w.lower().rstrip("s") for w in TOKEN.findall(m.text[lo:hi])}
-    return (words - _GENERIC_HEADS) or words
+    return frozenset((words - _GENERIC_HEADS) or words)
 
 
-def _zones_compatible(a: list[str], b: list[str]) -> bool:
-    ga = {_ZONE_GROUP.get(z, z) for z in a}
-    gb = {_ZONE_GROUP.get(z, z) for z in b}
-    return not ga or not gb or bool(ga & gb)
+def _groups(m: Mention) -> frozenset[str]:
+    return frozenset(_ZONE_GROUP.get(z, z) for z in m.zones)
 
 
-def _same_finding(x: Mention, y: Mention) -> bool:
-    """Same observation, polarity and side; an unstated side matches a stated one only within a sentence
-    ("blunting of the left costophrenic angle from effusion"); zones must not contradict
-    (right upper vs right lower lobe opacity stay two findings)."""
-    if x.observation != y.observation or x.negated != y.negated:
-        return False
-    if x.observation in _DISTINCT_THINGS and not (_core_words(x) & _core_words(y)):
-        return False  # a pacemaker and a central line are two devices, a nodule and a mass two lesions
-    same_side = x.laterality == y.laterality or (
-        (x.laterality is None or y.laterality is None) and x.sentence_span == y.sentence_span)
-    return same_side and _zones_compatible(x.zones, y.zones)
+@dataclass
+class _Home:
+    """A finding and what every one of its mentions says (to test a newcomer against all at once)."""
+
+    finding: Finding
+    sides: dict[str | None, set[Span]] = field(default_factory=dict)  # side -> sentences stating it
+    zone_groups: set[frozenset[str]] = field(default_factory=set)  # distinct non-empty groups
+    things: set[frozenset[str]] = field(default_factory=set)
+    sentences: set[Span] = field(default_factory=set)
+
+    def add(self, m: Mention) -> None:
+        self.finding.mentions.append(m)
+        self.sides.setdefault(m.laterality, set()).add(m.sentence_span)
+        g = _groups(m)
+        if g:
+            self.zone_groups.add(g)
+        if m.observation in _DISTINCT_THINGS:
+            self.things.add(_core_words(m))
+        self.sentences.add(m.sentence_span)
+
+    def accepts(self, m: Mention) -> bool:
+        """Same side (an unstated side matches a stated one only within a sentence: "blunting of the left
+        costophrenic angle from effusion"), zones that do not contradict (right upper vs right lower lobe
+        opacity stay two findings), and for devices/lesions a shared word."""
+        for side, sents in self.sides.items():
+            if side == m.laterality:
+                continue
+            if side is None or m.laterality is None:
+                if sents != {m.sentence_span}:
+                    return False
+                continue
+            return False
+        g = _groups(m)
+        if g and any(not (g & h) for h in self.zone_groups):
+            return False
+        if m.observation in _DISTINCT_THINGS:
+            w = _core_words(m)
+            if any(not (w & t) for t in self.things):
+                return False
+        return True
 
 
 def group_findings(mentions: list[Mention]) -> list[Finding]:
     findings: list[Finding] = []
+    buckets: dict[tuple[str, bool, bool], list[_Home]] = {}
     for m in mentions:
-        homes = [f for f in findings if all(_same_finding(m, x) for x in f.mentions)]
+        homes = buckets.setdefault((m.observation, m.negated, m.indication), [])
+        fits = [h for h in homes[-MAX_CANDIDATES:] if h.accepts(m)]
         # a finding already mentioned in this sentence is the better home ("... from effusion")
-        home = next((f for f in homes if any(x.sentence_span == m.sentence_span for x in f.mentions)),
-                    homes[0] if homes else None)
+        home = next((h for h in fits if m.sentence_span in h.sentences), fits[0] if fits else None)
         if home is None:
-            findings.append(Finding([m]))
-        else:
-            home.mentions.append(m)
+            home = _Home(Finding([]))
+            homes.append(home)
+            findings.append(home.finding)
+        home.add(m)
     return findings

@@ -1,306 +1,154 @@
-"""Vocabulary of the report parser, kept as data so it can be read, extended and tested on its own.
+"""Vocabulary of the report parser: loaded from ``lexicon.yaml`` (package data), optionally extended or
+overridden by a user's terms file, validated, and compiled into patterns.
 
-Observation synonyms and cues are written in a tiny pattern syntax (compiled by `compile_pattern`) instead
-of raw regular expressions, because a reviewer should be able to check a synonym list at a glance:
+The vocabulary is data so that a reviewer can check a synonym list at a glance and a site can add its own
+wording without touching code. Patterns use a tiny syntax instead of raw regular expressions:
 
 * words are separated by single spaces and match across any run of spaces, newlines or hyphens
   ("air_space disease" matches "air space disease" and "air-space disease");
-* ``a|b|c`` is a choice of words;
-* a trailing ``?`` makes a word (or a choice) optional;
-* ``_`` joins several words into one choice: ``evidence_of|signs_of`` ;
-* ``ADV`` is a slot for one degree adverb (mildly, markedly, ...; ``ADV?`` when optional), ``SIDE`` one for
-  left/right/bilateral.
+* ``a|b|c`` is a choice of words; a trailing ``?`` makes a word (or a choice) optional;
+* ``_`` joins several words into one choice: ``evidence_of|signs_of``;
+* ``ADV`` is one degree adverb (``adverbs``), ``SIDE`` one of left/right/bilateral, ``BE`` a copula.
 
-Observations are the 14 CheXpert labels; `CATEGORY_OF` maps them onto the 8 MS-CXR categories where one
-exists (the others keep their CheXpert name as category). Cue lists follow the NegEx / CheXpert-labeler
-conventions (pre-negation, post-negation, uncertainty, pseudo-negation, scope terminators); they are facts
-about radiology wording re-expressed here, not copied code.
+A terms file (``parse_report(text, terms=path)`` or ``GROUNDKIT_REPORT_TERMS``) has the same keys as
+``lexicon.yaml``: its lists are appended, its mappings merged (its values win) and the dotted paths listed
+under ``replace:`` replace ours. YAML is read with ``yaml.safe_load`` after refusing anchors and aliases
+(an alias bomb would otherwise expand in memory).
+
+This module is the entry point: the `Lexicon` and how one is built and cached. The pieces live in
+`patterns` (the pattern syntax), `lexicon_fields` (validation, field by field), `terms` (reading and
+merging a terms file) and `builtin_vocab` (``lexicon.yaml``); their public names are re-exported here.
 """
 from __future__ import annotations
 
+import os
 import re
-from functools import cache
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from groundkit.reports.builtin_vocab import BUILTIN_SOURCE, builtin_data
+from groundkit.reports.lexicon_fields import (  # noqa: F401 - MAX_PATTERN_CHARS is re-exported
+    MAX_PATTERN_CHARS,
+    TOP_KEYS,
+    LexiconError,
+    ObservationPattern,
+    check_category_of,
+    check_cues,
+    check_observations,
+    check_places,
+    check_words,
+    fail,
+)
+from groundkit.reports.patterns import compile_pattern, first_words, pattern_regex, respell  # noqa: F401 - respell is re-exported
+from groundkit.reports.terms import MAX_TERMS_BYTES, merge_terms, precheck_terms, read_terms_file  # noqa: F401 - MAX_TERMS_BYTES is re-exported
+
+__all__ = ["Lexicon", "LexiconError", "MSCXR_CATEGORIES", "CHEXPERT_OBSERVATIONS", "CATEGORY_OF", "OBSERVATIONS",
+           "ABBREVIATIONS", "compile_pattern", "default_lexicon", "load_lexicon", "pattern_regex", "TERMS_ENV"]
+
+TERMS_ENV = "GROUNDKIT_REPORT_TERMS"
 
 MSCXR_CATEGORIES: tuple[str, ...] = (
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema",
     "Lung Opacity", "Pleural Effusion", "Pneumonia", "Pneumothorax",
 )
-
 CHEXPERT_OBSERVATIONS: tuple[str, ...] = (
     "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Lung Opacity", "Edema",
     "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
     "Fracture", "Support Devices",
 )
 
-# CheXpert observation -> MS-CXR category (identity for the 8 shared labels, else the CheXpert name).
-CATEGORY_OF: dict[str, str] = {obs: obs for obs in CHEXPERT_OBSERVATIONS}
 
-_BE = "is|are|was|were|appears|appear|remains|remain|seems|seem"
+@dataclass(frozen=True, eq=False)  # hashed by identity: compiled indexes are cached per lexicon
+class Lexicon:
+    """Compiled view of the vocabulary; built once per terms file (see `load_lexicon`)."""
 
+    source: str
+    observations: tuple[ObservationPattern, ...]
+    category_of: dict[str, str]
+    cues: dict[str, tuple[str, ...]]
+    temporal: dict[str, tuple[str, ...]]
+    sides: dict[str, str]
+    zones: dict[str, str]
+    places: dict[str, frozenset[str] | tuple[str, ...]]
+    words: dict[str, frozenset[str] | tuple[str, ...]]
+
+    @property
+    def adverbs(self) -> tuple[str, ...]:
+        return tuple(self.words["adverbs"])
+
+    @property
+    def be(self) -> tuple[str, ...]:
+        return tuple(self.words["be"])
+
+    def compile(self, pattern: str) -> re.Pattern[str]:
+        return compile_pattern(pattern, self.adverbs, self.be)
+
+    def first_words(self, pattern: str) -> frozenset[str] | None:
+        return first_words(pattern, self.adverbs, self.be)
+
+    def category(self, observation: str) -> str:
+        return self.category_of.get(observation, observation)
+
+    def is_place_word(self, word: str) -> bool:
+        return word in self.sides or word in self.zones or word in self.places["anatomy"]
+
+
+def build_lexicon(data: dict[str, Any], source: str) -> Lexicon:
+    """Validate a merged vocabulary mapping and compile it; errors name ``source`` and the field.
+    Sections are checked in a fixed order (words first: patterns need its adverbs and copulas), so the
+    first error reported does not depend on the file's key order."""
+    if not isinstance(data, dict):
+        raise LexiconError(f"{source}: expected a mapping at the top level")
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise fail(source, sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+    words = check_words(source, data)
+    observations = check_observations(source, data, words)
+    cues, temporal = check_cues(source, data, words)
+    sides, zones, places = check_places(source, data, words)
+    category_of = check_category_of(source, data)
+    return Lexicon(source=source, observations=tuple(observations), category_of=category_of, cues=cues,
+                   temporal=temporal, sides=sides, zones=zones, places=places, words=words)
+
+
+@lru_cache(maxsize=1)
+def default_lexicon() -> Lexicon:
+    return build_lexicon(builtin_data(), BUILTIN_SOURCE)
+
+
+@lru_cache(maxsize=8)
+def _user_lexicon(path: str, mtime_ns: int, size: int) -> Lexicon:
+    """Keyed by the file's mtime and size too, so that an edited terms file is read again."""
+    p = Path(path)
+    extra = read_terms_file(p)
+    precheck_terms(extra, path, builtin_data())
+    return build_lexicon(merge_terms(builtin_data(), extra, path), path)
+
+
+def load_lexicon(terms: str | os.PathLike[str] | None = None) -> Lexicon:
+    """The built-in vocabulary, extended by ``terms`` (a YAML/JSON file) or else by the file named in
+    ``$GROUNDKIT_REPORT_TERMS``; cached per file version."""
+    if terms is None:
+        terms = os.environ.get(TERMS_ENV) or None
+    if terms is None:
+        return default_lexicon()
+    p = Path(terms)
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise LexiconError(f"{p}: cannot read terms file: {e.strerror or e}") from None
+    if not p.is_file():
+        raise LexiconError(f"{p}: terms file is not a regular file")
+    return _user_lexicon(str(p), st.st_mtime_ns, st.st_size)
+
+
+# --------------------------------------------------------------------------------------------
+# backward-compatible module constants (the built-in vocabulary)
+# --------------------------------------------------------------------------------------------
+CATEGORY_OF: dict[str, str] = dict(default_lexicon().category_of)
 OBSERVATIONS: dict[str, tuple[str, ...]] = {
-    # A global normal statement; its own "no" is part of the mention and does not negate it.
-    "No Finding": (
-        "no evidence_of|signs_of? acute cardiopulmonary|intrathoracic|cardiothoracic|chest|pulmonary? "
-        "process|abnormality|abnormalities|disease|findings|pathology",
-        "no evidence_of? cardiopulmonary|intrathoracic process|abnormality|abnormalities|disease",
-        "no active disease",
-        "normal chest? radiograph|radiographs|x-ray|study|examination",
-        "unremarkable chest radiograph|x-ray|study",
-    ),
-    "Enlarged Cardiomediastinum": (
-        "enlarged|widened|widening cardiomediastinal|mediastinal silhouette|contour|contours",
-        "enlarged|widened mediastinum",
-        "mediastinal|cardiomediastinal widening|enlargement",
-        "widening|enlargement of_the mediastinum|cardiomediastinal_silhouette|mediastinal_silhouette",
-        f"cardiomediastinal|mediastinal silhouette|contour|contours {_BE}? not? ADV? enlarged|widened",
-        f"mediastinum {_BE}? not? ADV? enlarged|widened",
-    ),
-    "Cardiomegaly": (
-        "cardiomegaly",
-        "cardiac enlargement",
-        "enlarged|increased heart|heart_size|cardiac_silhouette|cardiac_size",
-        "enlargement of_the heart|cardiac_silhouette",
-        f"heart|cardiac_silhouette|heart_size|cardiac_size size? {_BE}? not? ADV? enlarged|increased",
-    ),
-    "Lung Lesion": (
-        "nodular opacity|opacities|density|densities",
-        "nodule|nodules|mass|masses|lesion|lesions",
-        "neoplasm|neoplasms|tumor|tumors|tumour|tumours|malignancy|carcinoma",
-    ),
-    "Lung Opacity": (
-        "opacity|opacities|opacification|opacifications|opacified",
-        "airspace|air_space disease|process",
-        "infiltrate|infiltrates|infiltration|infiltrative_process",
-        "ground_glass opacity|opacities|opacification",
-        "density|densities|haziness",
-        "interstitial markings|pattern|opacities",
-        "reticular markings|pattern",
-        "reticulation",
-        "parenchymal? scarring|scar",
-        "peribronchial thickening|cuffing",
-    ),
-    "Edema": (
-        "pulmonary|interstitial|alveolar|airspace? edema|oedema",
-        "edematous",
-        "pulmonary? vascular congestion|engorgement",
-        "pulmonary? congestion",
-        "congestive heart failure",
-        "chf",
-        "fluid overload",
-        "cephalization",
-        "kerley b? lines",
-    ),
-    "Consolidation": (
-        "consolidation|consolidations|consolidative|consolidated",
-        "consolidative opacity|opacities",
-    ),
-    "Pneumonia": (
-        "pneumonia|pneumonias|bronchopneumonia|pneumonic",
-        "infection|infections",
-        "infectious process|etiology",
-    ),
-    "Atelectasis": (
-        "atelectasis|atelectases|atelectatic",
-        "atelectatic changes|change|opacity|opacities",
-        "collapse|collapsed",
-        "volume loss",
-    ),
-    "Pneumothorax": (
-        "pneumothorax|pneumothoraces|pneumothoraxes|ptx|hydropneumothorax",
-    ),
-    "Pleural Effusion": (
-        "pleural? effusion|effusions",
-        "pleural fluid",
-        "fluid in_the pleural space",
-        "hydrothorax",
-        "blunting of_the SIDE? costophrenic angle|angles|sulcus|sulci",
-        "blunted SIDE? costophrenic angle|angles|sulcus|sulci",
-    ),
-    "Pleural Other": (
-        "pleural thickening|plaque|plaques|scarring|scar|calcification|calcifications|reaction",
-        "pleuroparenchymal scarring|thickening",
-        "fibrothorax",
-        "apical cap|capping",
-    ),
-    "Fracture": (
-        "fracture|fractures|fractured|fx",
-    ),
-    "Support Devices": (
-        "pacemaker|pacemakers|pacer|defibrillator|icd|aicd",
-        "pacemaker|pacer|icd leads|lead|wires",
-        "endotracheal tube|tubes",
-        "et_tube|ett",
-        "tracheostomy tube?",
-        "nasogastric|orogastric|feeding|enteric|chest|dobhoff|ng|og tube|tubes",
-        "central_venous|central line|lines|catheter|catheters",
-        "picc line|lines?",
-        "swan_ganz|pulmonary_artery catheter",
-        "catheter|catheters",
-        "port-a-cath|portacath|mediport",
-        "sternotomy|sternal wires",
-        "median sternotomy",
-        "surgical clips",
-        "support device|devices",
-    ),
-}
-
-# --------------------------------------------------------------------------------------------
-# words that describe where a finding is and how it looks
-# --------------------------------------------------------------------------------------------
-LATERALITY: dict[str, str] = {
-    "left": "left", "right": "right", "left-sided": "left", "right-sided": "right",
-    "bilateral": "bilateral", "bilaterally": "bilateral", "both": "bilateral", "bilat": "bilateral",
-    "bibasilar": "bilateral", "bibasal": "bilateral", "biapical": "bilateral",
-}
-
-ZONES: frozenset[str] = frozenset({
-    "upper", "lower", "middle", "mid", "apical", "apex", "apices", "basal", "basilar", "base", "bases",
-    "bibasilar", "bibasal", "biapical", "perihilar", "hilar", "infrahilar", "suprahilar", "retrocardiac",
-    "costophrenic", "lingula", "lingular", "subpleural", "subpulmonic",
-})
-
-MODIFIERS: frozenset[str] = frozenset({
-    # size / severity
-    "small", "moderate", "large", "mild", "severe", "tiny", "trace", "minimal", "extensive", "massive",
-    "significant", "substantial", "marked", "slight", "moderate-sized", "small-to-moderate",
-    "moderate-to-large", "mildly", "moderately", "severely", "slightly", "minimally", "markedly",
-    # shape / pattern
-    "patchy", "focal", "multifocal", "linear", "subsegmental", "segmental", "lobar", "plate-like",
-    "platelike", "plate", "discoid", "bandlike", "band-like", "streaky", "hazy", "diffuse", "subtle", "faint",
-    "dense", "ill-defined", "vague", "confluent", "reticular", "reticulonodular", "nodular", "ground-glass",
-    "airspace", "air-space", "interstitial", "alveolar", "parenchymal", "calcified", "cavitary", "spiculated",
-    "loculated", "layering", "tension", "rib", "ribs", "clavicular", "vertebral", "compression",
-    "displaced", "nondisplaced", "non-displaced", "healed", "healing",
-    # time course
-    "new", "increasing", "increased", "decreasing", "decreased", "worsening", "worsened", "improving",
-    "improved", "persistent", "persisting", "stable", "unchanged", "residual", "chronic", "acute", "early",
-    "developing", "known", "underlying", "recurrent", "evolving", "old",
-    # position words that are not zones
-    "anterior", "posterior", "lateral", "medial", "peripheral", "central",
-})
-
-# Anatomy nouns that may follow a laterality/zone word inside a finding noun phrase.
-ANATOMY: frozenset[str] = frozenset({
-    "lung", "lungs", "lobe", "lobes", "zone", "zones", "field", "fields", "hemithorax", "hemithoraces",
-    "angle", "angles", "sulcus", "sulci", "side", "aspect", "aspects", "portion", "region", "segment",
-    "hilum", "hila", "chest", "sided", "pulmonary", "pleural", "space", "thorax", "parenchyma",
-})
-
-# Prepositions that open a trailing location phrase: "consolidation of the right lung base".
-LOCATION_PREPOSITIONS: tuple[str, ...] = (
-    "projecting over", "projecting at", "of", "in", "at", "within", "involving", "on", "over", "along",
-    "overlying", "throughout",
-)
-DETERMINERS: frozenset[str] = frozenset({"the", "both", "a"})
-CONNECTORS: frozenset[str] = frozenset({"to", "and", "or"})  # "small to moderate", "left and right"
-
-# --------------------------------------------------------------------------------------------
-# negation / uncertainty cues (NegEx / CheXpert-labeler style)
-# --------------------------------------------------------------------------------------------
-_COP = "is|are|was|were|has_been|have_been"
-
-NEGATION_PRE: tuple[str, ...] = (
-    "no", "without", "free of", "clear of", "negative for", "absence of", "absent",
-    "no evidence_of|signs_of|sign_of|findings_of", "no radiographic|definite|convincing|significant evidence of",
-    "without evidence|signs of", "no definite|convincing|significant|obvious|visible",
-    "no new", "no longer", "no residual", "no recurrent", "resolution of", "interval resolution of",
-    "neither", "nor", "not", "rather than",
-)
-NEGATION_POST: tuple[str, ...] = (
-    f"{_COP} not seen|identified|visualized|appreciated|demonstrated|evident|present|detected|noted",
-    f"{_COP}? no longer seen|identified|visualized|appreciated|evident|present|noted",
-    "has|have cleared", f"{_COP}|has|have resolved",
-    "is|are|was|were absent", f"{_COP} excluded|ruled_out", "ruled out",
-)
-# Cues that usually follow their finding ("pneumothorax not seen") but may also lead ("resolved effusion").
-NEGATION_EITHER: tuple[str, ...] = (
-    "not seen|identified|visualized|appreciated|demonstrated|evident|detected", "resolved",
-)
-
-UNCERTAINTY_PRE: tuple[str, ...] = (
-    "may|might|could|can represent|reflect|indicate|be", "possible", "possibly", "probable", "probably",
-    "questionable", "question of", "suspicious for", "suspicion for|of", "suspect", "suspected",
-    "concerning for", "concern for", "likely", "most|more likely", "presumed", "presumably",
-    "differential diagnosis|considerations? includes|include", "differential",
-    "cannot|can't exclude", "cannot|can't rule out", "can not exclude", "can not rule out",
-    "rule out", "r/o", "evaluate|eval|evaluation for", "equivocal", "indeterminate", "borderline", "suggestive of",
-    "suggesting", "suggests",
-)
-UNCERTAINTY_POST: tuple[str, ...] = (
-    "cannot|can't be excluded|ruled_out", "can not be excluded|ruled_out",
-    "cannot|can't be entirely|completely excluded|ruled_out",
-    "is|are? not excluded|ruled_out", "not entirely|completely excluded",
-    "is|are possible|suspected|questioned|questionable|likely|not_excluded",
-)
-# "atelectasis versus pneumonia": both sides are uncertain.
-UNCERTAINTY_BOTH: tuple[str, ...] = ("versus", "vs", "vs.")
-
-# Look like negations but assert the finding ("no change in the left effusion").
-PSEUDO_NEGATIONS: tuple[str, ...] = (
-    "no definite|significant|appreciable|interval? interval|significant? change|changes",
-    "no increase|decrease|worsening|progression|improvement",
-    "without change|interval_change", "not changed", "not only", "not significantly changed",
-)
-
-# End the scope of a cue inside a sentence.
-TERMINATORS: tuple[str, ...] = (
-    "but", "however", "although", "though", "whereas", "which", "except", "aside from", "apart from",
-    "with the exception of", "otherwise", "there is|are|was|were", "there has|have been", ";",
-    "and the|a|an",  # "no pneumothorax is seen and the left lower lobe opacity persists": a new clause
-)
-
-ABBREVIATIONS: frozenset[str] = frozenset({
-    "approx", "e.g", "i.e", "vs", "dr", "mr", "mrs", "ms", "fig", "incl", "resp", "a.m", "p.m",
-    "etc", "cf", "pt", "hx", "sx", "dx",
-})
-
-ADVERBS: tuple[str, ...] = (
-    "mildly", "moderately", "severely", "markedly", "slightly", "minimally", "significantly", "again",
-    "now", "still", "borderline", "massively", "substantially", "somewhat", "probably", "likely",
-)
-
-# --------------------------------------------------------------------------------------------
-# pattern compiler
-# --------------------------------------------------------------------------------------------
-_SEP = r"[\s\-]+"
-_SPECIAL = {
-    "ADV": "(?:" + "|".join(ADVERBS) + ")",
-    "SIDE": "(?:left|right|bilateral)",
-}
-
-
-def _choice_regex(token: str) -> str:
-    """Regex of one pattern token: a choice of words, each possibly several ``_``-joined words."""
-    if token in _SPECIAL:
-        return _SPECIAL[token]
-    alts = sorted(token.split("|"), key=len, reverse=True)  # longer first: alternation is leftmost-first
-    parts = [_SEP.join(re.escape(w) for w in alt.split("_")) for alt in alts]
-    return "(?:" + "|".join(parts) + ")"
-
-
-def pattern_regex(pattern: str) -> str:
-    """Regex text of one pattern (see the module docstring), bounded by word edges."""
-    out, need_sep = [], False
-    for raw in pattern.split(" "):
-        optional = raw.endswith("?") and len(raw) > 1 and raw != "?"
-        tok = raw[:-1] if optional else raw
-        body = _choice_regex(tok)
-        if optional:
-            piece = f"(?:{_SEP}{body})?" if need_sep else f"(?:{body}{_SEP})?"
-            out.append(piece)
-            continue
-        out.append(f"{_SEP}{body}" if need_sep else body)
-        need_sep = True
-    text = "".join(out)
-    left = r"(?<![\w])" if pattern[:1].isalnum() else ""
-    right = r"(?![\w])" if pattern.rstrip("?")[-1:].isalnum() else ""
-    return f"{left}{text}{right}"
-
-
-@cache
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """One pattern, case-insensitive. The parser matches synonyms one by one and keeps the longest, since a
-    regex alternation stops at its first matching branch ("pacemaker" before "pacemaker leads")."""
-    return re.compile(pattern_regex(pattern), re.IGNORECASE)
-
-
+    o: tuple(p.pattern for p in default_lexicon().observations if p.observation == o and not p.absent)
+    for o in CHEXPERT_OBSERVATIONS}
+ABBREVIATIONS: frozenset[str] = frozenset(default_lexicon().words["abbreviations"])

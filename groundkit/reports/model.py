@@ -42,6 +42,22 @@ class Mention:
     sentence_span: Span
     section: str
     core: Span = (0, 0)  # span of the lexicon match inside the mention (the head words)
+    location: list[str] = field(default_factory=list)  # normalised: "lower lobe", "base", "costophrenic angle"
+    side_span: Span | None = None  # where the side was read (inside the mention or elsewhere in the sentence)
+    location_spans: list[Span] = field(default_factory=list)
+    phrase: str = ""  # what to ground: the mention with its side/location words ("" = ``text``)
+    temporal: str | None = None  # "new" | "chronic" | "resolved" | "historical" | None
+    indication: bool = False  # asked about (INDICATION/HISTORY section, "r/o", "evaluate for"): not a finding
+
+    @property
+    def side(self) -> str | None:
+        """"left" | "right" | "bilateral" | None (same value as ``laterality``)."""
+        return self.laterality
+
+    @property
+    def status(self) -> str:
+        """"absent" | "uncertain" | "present"."""
+        return "absent" if self.negated else "uncertain" if self.uncertain else "present"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (spans as lists)."""
@@ -51,7 +67,10 @@ class Mention:
             "modifiers": list(self.modifiers), "negated": self.negated, "uncertain": self.uncertain,
             "negation_cue": self.negation_cue, "uncertainty_cue": self.uncertainty_cue,
             "sentence": self.sentence, "sentence_span": list(self.sentence_span), "section": self.section,
-            "core": list(self.core),
+            "core": list(self.core), "side": self.laterality, "location": list(self.location),
+            "side_span": list(self.side_span) if self.side_span else None,
+            "location_spans": [list(s) for s in self.location_spans], "phrase": self.phrase or self.text,
+            "temporal": self.temporal, "indication": self.indication, "status": self.status,
         }
 
 
@@ -71,7 +90,10 @@ class Finding:
 
     @property
     def phrase(self) -> str:
-        return self.primary.text
+        """What ``ground_report`` grounds: the primary mention with its side and location words
+        ("consolidation in the right lung base"; a side read elsewhere in the sentence is appended:
+        "opacity in the right base" for "Opacity is seen in the right base")."""
+        return self.primary.phrase or self.primary.text
 
     @property
     def category(self) -> str:
@@ -87,6 +109,29 @@ class Finding:
         if self.primary.laterality is not None:
             return self.primary.laterality
         return next((m.laterality for m in self.mentions if m.laterality), None)
+
+    @property
+    def side(self) -> str | None:
+        return self.laterality
+
+    @property
+    def location(self) -> list[str]:
+        return unique(z for m in self.mentions for z in m.location)
+
+    @property
+    def temporal(self) -> str | None:
+        if self.primary.temporal is not None:
+            return self.primary.temporal
+        return next((m.temporal for m in self.mentions if m.temporal), None)
+
+    @property
+    def indication(self) -> bool:
+        """Only asked about (every mention is in INDICATION/HISTORY or behind "r/o", "evaluate for")."""
+        return all(m.indication for m in self.mentions)
+
+    @property
+    def status(self) -> str:
+        return "absent" if self.negated else "uncertain" if self.uncertain else "present"
 
     @property
     def zones(self) -> list[str]:
@@ -119,7 +164,10 @@ class Finding:
             "laterality": self.laterality, "zones": self.zones, "modifiers": self.modifiers,
             "negated": self.negated, "uncertain": self.uncertain, "negation_cue": self.negation_cue,
             "uncertainty_cue": self.uncertainty_cue, "primary": self.mentions.index(self.primary),
-            "mentions": [m.to_dict() for m in self.mentions],
+            "mentions": [m.to_dict() for m in self.mentions], "side": self.side, "location": self.location,
+            "side_span": list(self.primary.side_span) if self.primary.side_span else None,
+            "location_spans": [list(s) for s in self.primary.location_spans], "temporal": self.temporal,
+            "indication": self.indication, "status": self.status,
         }
 
 
@@ -140,12 +188,18 @@ class ParsedReport:
 
     @property
     def positive(self) -> list[Finding]:
-        """Findings that are present (uncertain ones included, see ``Finding.uncertain``)."""
-        return [f for f in self.findings if not f.negated]
+        """Findings that are present (uncertain ones included, see ``Finding.uncertain``); findings that
+        were only asked about (``Finding.indication``) are not."""
+        return [f for f in self.findings if not f.negated and not f.indication]
 
     @property
     def negated(self) -> list[Finding]:
-        return [f for f in self.findings if f.negated]
+        return [f for f in self.findings if f.negated and not f.indication]
+
+    @property
+    def indications(self) -> list[Finding]:
+        """Findings only asked about ("INDICATION: r/o pneumonia"): listed, never grounded or scored."""
+        return [f for f in self.findings if f.indication]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,11 +233,9 @@ def overlaps(a: Span, b: Span) -> bool:
 
 def longest_first(cands: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
     """Non-overlapping subset, longest match first (ties: earlier, then lexicon order); text order."""
-    chosen: list[tuple[int, int, Any]] = []
-    for i, c in sorted(enumerate(cands), key=lambda ic: (-(ic[1][1] - ic[1][0]), ic[1][0], ic[0])):
-        if all(not overlaps((c[0], c[1]), (d[0], d[1])) for d in chosen):
-            chosen.append(c)
-    return sorted(chosen, key=lambda c: c[0])
+    from groundkit.reports.matcher import longest_first as _lf
+
+    return _lf(cands)
 
 
 def only_whitespace(text: str, a: int, b: int) -> bool:

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
+from groundkit.core.outdir import write_png
 from groundkit.viz.base import DPI
 
 __all__ = ["add_colorbar", "legend_handles", "new_figure", "render", "wrap_text"]
@@ -31,7 +32,7 @@ def render(fig: Figure, path: str | Path | None) -> Image.Image:
     if path is not None:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        img.save(p, format="PNG")
+        write_png(p, img)  # temporary file + replace; never through a symbolic link
     return img
 
 

@@ -25,7 +25,7 @@ from groundkit.viz.base import (
 )
 from groundkit.viz.canvas import add_colorbar, legend_handles, new_figure, render, wrap_text
 
-__all__ = ["compose", "overlay"]
+__all__ = ["compose", "overlay", "report_overlay", "outline_rgba", "report_display_size"]
 
 
 def _erode(mask: np.ndarray) -> np.ndarray:
@@ -204,3 +204,91 @@ def plot_grounding(g: Any, ax: Any = None, *, mask: bool = True, boxes: bool = T
     ax.set_axis_off()
     mark_sides(ax)
     return ax
+
+
+# ---------------------------------------------------------------------------------------------------
+# several findings of one report on one image
+REPORT_MIN_SIDE = 512  # px: the long side of the report flow's overlay (and of the page's outline layers)
+
+
+def report_display_size(h: int, w: int, min_side: int = REPORT_MIN_SIDE) -> tuple[int, int]:
+    """(height, width) of the report overlay: the image enlarged so that its long side is at least
+    ``min_side`` (never shrunk); the aspect ratio kept."""
+    s = max(1.0, min_side / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _hex_rgb(color: str) -> np.ndarray:
+    from matplotlib import colors as mcolors
+
+    return np.array([round(c * 255) for c in mcolors.to_rgb(color)], dtype=np.uint8)
+
+
+def outline_rgba(mask: Any, color: str, size: tuple[int, int] | None = None, width: int | None = None) -> np.ndarray:
+    """uint8 RGBA (H', W', 4): the outline of ``mask`` in ``color`` with a thin dark halo outside it, transparent
+    elsewhere. ``size``: the (height, width) to draw at (the mask is resized there, linearly then thresholded
+    at 0.5, so the outline stays smooth when the mask is enlarged); ``width``: the line width in pixels (by
+    default 2 px per 512 px of the long side). Nothing is filled: outlines of several findings never hide
+    one another's regions."""
+    m = np.asarray(mask, dtype=np.float64)
+    hw = tuple(size) if size is not None else m.shape
+    if m.shape != hw:
+        m = resize(m, hw, False)
+    m = m >= 0.5
+    lw = width if width is not None else max(2, round(2 * max(hw) / 512))
+    inner = m.copy()
+    for _ in range(lw):
+        inner = _erode(inner)
+    edge = m & ~inner
+    grown = edge.copy()
+    p = np.pad(grown, 1, constant_values=False)
+    halo = (p[1:-1, 1:-1] | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]) & ~edge & ~inner
+    out = np.zeros((*hw, 4), np.uint8)
+    out[halo, 3] = 150  # dark halo: the line reads on bright and dark film alike
+    out[edge, :3] = _hex_rgb(color)
+    out[edge, 3] = 255
+    return out
+
+
+def report_overlay(image: Any, masks: list, colors: list[str], labels: list[str] | None = None, *,
+                   min_side: int = REPORT_MIN_SIDE, legend: bool = True) -> np.ndarray:
+    """The report flow's overlay (uint8 RGB): the grayscale image enlarged to at least ``min_side`` px on its long
+    side, every finding's mask OUTLINED in its own colour (never filled, so no finding hides another), and,
+    with ``labels``, a legend strip under the image (colour swatch and label per finding). The masks keep the
+    model's geometry: they are only resized for drawing."""
+    img = image01(as_numpy(image))
+    if img.ndim == 3:
+        img = img.mean(axis=-1)
+    h, w = img.shape[:2]
+    H, W = report_display_size(h, w, min_side)
+    big = resize(np.nan_to_num(img, nan=0.0), (H, W), False) if (H, W) != (h, w) else np.nan_to_num(img, nan=0.0)
+    rgb = np.repeat((np.clip(big, 0, 1) * 255).round()[..., None], 3, axis=2).astype(np.float32)
+    for mask, color in zip(masks, colors):
+        c = outline_rgba(mask, color, (H, W))
+        a = c[..., 3:4] / 255.0
+        rgb = rgb * (1 - a) + c[..., :3].astype(np.float32) * a
+    out = rgb.clip(0, 255).astype(np.uint8)
+    if legend and labels:
+        out = np.concatenate([out, _legend_strip(W, labels, colors)], axis=0)
+    return out
+
+
+def _legend_strip(width: int, labels: list[str], colors: list[str]) -> np.ndarray:
+    from PIL import ImageDraw, ImageFont
+
+    fs = max(12, round(width / 40))
+    try:
+        font = ImageFont.load_default(size=fs)
+    except TypeError:  # Pillow < 10.1: the bitmap font
+        font = ImageFont.load_default()
+    line = fs + 8
+    strip = Image.new("RGB", (width, line * len(labels) + 8), (24, 24, 24))
+    d = ImageDraw.Draw(strip)
+    for i, (text, color) in enumerate(zip(labels, colors)):
+        y = 4 + i * line
+        d.rectangle([8, y + 2, 8 + fs, y + 2 + fs], outline=tuple(int(v) for v in _hex_rgb(color)), width=max(2, fs // 6))
+        t = str(text)
+        while t and d.textlength(t, font=font) > width - fs - 24:
+            t = t[:-2]
+        d.text((16 + fs, y), t if t == str(text) else t + "…", fill=(235, 235, 235), font=font)
+    return np.asarray(strip, dtype=np.uint8)

@@ -3,21 +3,26 @@
 :func:`render_report_page` turns a JSON-ready ``data`` dict (images as base64 PNGs) into ONE HTML
 document with inline CSS and JS only: no network, no external file, so it works opened from file://.
 
-Layout: the chest X-ray on the left with every positive finding's mask contour overlaid (stacked,
-absolutely positioned ``<img>`` layers); the report text on the right (below on narrow screens), where
+Layout: the chest X-ray on the left with every positive finding's mask OUTLINED in its own colour (stacked,
+absolutely positioned ``<img>`` layers; outlines, never fills, so no finding hides another; the active
+finding's region is tinted lightly when a ``mask_png`` is given); the report text on the right (below on narrow screens), where
 every mention of a finding is a ``<span class="mention" data-finding="ID">`` tinted and underlined in
 that finding's colour. Negated mentions are struck through, uncertain ones dash-underlined, and their
 ``title`` says why. Hovering a positive mention (or its legend item) previews that finding's heatmap in
 the ``#heatmap`` layer; clicking it, or Enter/Space when it has the keyboard focus, pins it (Escape
 unpins). The active finding is ``#viewer[data-active]``. An opacity slider (``#opacity``) sets the
-heatmap layer's opacity. A legend lists all findings with their flags and metrics, a footer the run.
+heatmap layer's opacity. A legend lists all findings with their flags and metrics, each grounded one with a
+checkbox (``.toggle``) that shows or hides its outline; a footer the run.
 
 Input::
 
     {"title": str, "image_png": b64, "width": int, "height": int, "report": str,
      "findings": [{"id", "label", "category", "color", "negated", "uncertain", "cue",
                    "mentions": [{"start", "end"}], "heatmap_png": b64|None, "contour_png": b64|None,
-                   "metrics": {name: number}|None}],
+                   "mask_png": b64|None (optional: the mask as an RGBA tint), "metrics": {name: number}|None,
+                   "confidence": float|None (optional), "confidence_note": str (optional, e.g. "uncalibrated"),
+                   "localised": bool (optional, default true; false: below min_confidence, listed apart, not drawn)}],
+     "min_confidence": float|None (optional),
      "footer": {key: value}}
 
 Mentions are character spans into ``report``; spans that overlap an earlier one (by start) are dropped
@@ -53,6 +58,10 @@ h2{font-size:1.05em;margin:.9em 0 .4em;color:#444}
 #viewer .layer{position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none}
 #viewer[data-active] .contour{opacity:.35}
 #viewer[data-active] .contour.active{opacity:1}
+#viewer .fill{display:none}
+#viewer .fill.active{display:block}
+#viewer img.layer[hidden]{display:none}
+.toggle{margin:0 .15em 0 0;align-self:center;cursor:pointer}
 #heatmap[hidden]{display:none}
 .controls{margin:.6em 0;display:flex;flex-wrap:wrap;align-items:center;gap:.5em;font-size:.9em}
 .controls input{width:12em;max-width:100%}
@@ -87,7 +96,8 @@ _JS = """
   var slider = document.getElementById("opacity");
   var shown = document.getElementById("opacity-value");
   var pinned = null;
-  var targets = document.querySelectorAll(".mention[data-finding], .legend-item[data-finding], .contour[data-finding]");
+  var targets = document.querySelectorAll(".mention[data-finding], .legend-item[data-finding], .contour[data-finding], "
+                                          + ".fill[data-finding]");
 
   function show(id) {
     var ok = id !== null && Object.prototype.hasOwnProperty.call(data.positive, id);
@@ -115,6 +125,18 @@ _JS = """
     });
   });
   document.addEventListener("keydown", function (e) { if (e.key === "Escape") { pin(null); } });
+  document.querySelectorAll("input.toggle[data-toggle]").forEach(function (box) {
+    var id = box.getAttribute("data-toggle");
+    function apply() {
+      viewer.querySelectorAll(".layer[data-finding]").forEach(function (el) {
+        if (el.getAttribute("data-finding") === id) { el.hidden = !box.checked; }
+      });
+    }
+    box.addEventListener("click", function (e) { e.stopPropagation(); });
+    box.addEventListener("keydown", function (e) { e.stopPropagation(); });
+    box.addEventListener("change", apply);
+    apply();
+  });
   function setOpacity() {
     heat.style.opacity = slider.value;
     shown.textContent = Number(slider.value).toFixed(2);
@@ -169,7 +191,33 @@ def _fmt(value: Any) -> str:
 
 
 def _positive(f: Mapping) -> bool:
-    return not f.get("negated")
+    return not f.get("negated") and f.get("localised", True) is not False
+
+
+def _abstained(f: Mapping) -> bool:
+    """Grounded, but its confidence was below min_confidence: listed apart, no region drawn."""
+    return not f.get("negated") and f.get("localised", True) is False
+
+
+def _confidence_html(f: Mapping) -> str:
+    c = f.get("confidence")
+    if isinstance(c, (int, float)):
+        return f"<span class='confidence' data-confidence='{float(c):.3f}'>confidence {float(c):.2f}</span>"
+    note = f.get("confidence_note")
+    return f"<span class='confidence' data-confidence=''>confidence: {_esc(note)}</span>" if note else ""
+
+
+def _not_localised_html(findings: Sequence[Mapping], min_confidence: Any) -> str:
+    gone = [f for f in findings if _abstained(f)]
+    if not gone:
+        return ""
+    below = f" (confidence below {float(min_confidence):.2f})" if isinstance(min_confidence, (int, float)) else ""
+    items = "".join(f"<li class='not-localised-item' data-finding='{_esc(f['id'])}' style='{_style(f)}'>"
+                    f"<span class='swatch'></span><span class='label'>{_esc(f.get('label') or '')}</span>"
+                    f"<span class='cat'>({_esc(f.get('category') or '')})</span>{_confidence_html(f)}</li>" for f in gone)
+    return (f"<h2>Not localised{below}</h2><p class='hint' style='font-size:.85em;color:#555;margin:0 0 .5em'>Mentioned "
+            "as present, but the map is not trusted: no region is drawn.</p>"
+            f"<ul class='legend not-localised' id='not-localised'>{items}</ul>")
 
 
 def _title(f: Mapping) -> str:
@@ -177,6 +225,9 @@ def _title(f: Mapping) -> str:
     head = f"{f.get('category') or 'finding'}: {f.get('label') or ''}".strip()
     if f.get("negated"):
         return f"negated by '{cue}': not grounded" if cue else "negated: not grounded"
+    if _abstained(f):
+        c = f.get("confidence")
+        return f"{head}: not localised" + (f" (confidence {float(c):.2f})" if isinstance(c, (int, float)) else "")
     if f.get("uncertain"):
         return f"{head} (uncertain: hedged by '{cue}')" if cue else f"{head} (uncertain)"
     return head
@@ -202,7 +253,8 @@ def _report_html(text: str, findings: Sequence[Mapping]) -> str:
     parts, pos = [], 0
     for s, e, f in _spans(text, findings):
         parts.append(_esc(text[pos:s]))
-        cls = "mention" + (" negated" if f.get("negated") else "") + (" uncertain" if f.get("uncertain") else "")
+        cls = ("mention" + (" negated" if f.get("negated") else "") + (" uncertain" if f.get("uncertain") else "")
+               + (" not-localised" if _abstained(f) else ""))
         role = " role='button'" if _positive(f) else ""
         parts.append(f"<span class='{cls}' tabindex='0'{role} data-finding='{_esc(f['id'])}' style='{_style(f)}' "
                      f"title='{_esc(_title(f))}'>{_esc(text[s:e])}</span>")
@@ -217,6 +269,10 @@ def _viewer_html(data: Mapping, findings: Sequence[Mapping]) -> str:
     style = f" style='width:{min(max(w, 480), 720)}px'" if w > 0 else ""  # small images shown larger, big ones smaller
     layers = [f"<img class='base' src='{_esc(_data_url(data.get('image_png')) or '')}'{size} alt='chest X-ray'>",
               "<img id='heatmap' class='layer' alt='' hidden style='opacity:0.6'>"]
+    for f in findings:  # the tints first: every outline stays on top of every tint
+        src = _data_url(f.get("mask_png"))
+        if src and _positive(f):
+            layers.append(f"<img class='layer fill' data-finding='{_esc(f['id'])}' src='{_esc(src)}'{size} alt=''>")
     for f in findings:
         src = _data_url(f.get("contour_png"))
         if src and _positive(f):
@@ -228,6 +284,8 @@ def _viewer_html(data: Mapping, findings: Sequence[Mapping]) -> str:
 def _legend_html(findings: Sequence[Mapping]) -> str:
     items = []
     for f in findings:
+        if _abstained(f):
+            continue  # listed apart (_not_localised_html)
         flags = "".join(f"<span class='flag'>{k}</span>" for k in ("negated", "uncertain") if f.get(k))
         if f.get("cue"):
             flags += f"<span class='flag'>cue: {_esc(f['cue'])}</span>"
@@ -236,9 +294,13 @@ def _legend_html(findings: Sequence[Mapping]) -> str:
         pos = _positive(f)
         attrs = " tabindex='0' role='button'" if pos else ""
         cls = "legend-item" + ("" if pos else " negated")
+        toggle = ""
+        if pos and (f.get("contour_png") or f.get("mask_png")):
+            toggle = (f"<input type='checkbox' class='toggle' data-toggle='{_esc(f['id'])}' checked "
+                      f"aria-label='show the outline of {_esc(f.get('label') or f['id'])}' title='show / hide its outline'>")
         items.append(f"<li class='{cls}' data-finding='{_esc(f['id'])}'{attrs} style='{_style(f)}' title='{_esc(_title(f))}'>"
-                     f"<span class='swatch'></span><span class='label'>{_esc(f.get('label') or '')}</span>"
-                     f"<span class='cat'>({_esc(f.get('category') or '')})</span>{flags}"
+                     f"{toggle}<span class='swatch'></span><span class='label'>{_esc(f.get('label') or '')}</span>"
+                     f"<span class='cat'>({_esc(f.get('category') or '')})</span>{flags}{_confidence_html(f)}"
                      + (f"<span class='metrics'>{mtxt}</span>" if mtxt else "") + "</li>")
     return "<ul class='legend' id='legend'>" + "".join(items) + "</ul>"
 
@@ -276,6 +338,7 @@ def render_report_page(data: Mapping[str, Any]) -> str:
     payload = {"positive": {f["id"]: True for f in findings if _positive(f)},
                "heatmaps": {f["id"]: _data_url(f.get("heatmap_png")) for f in findings if _positive(f)}}
     n_pos = sum(1 for f in findings if _positive(f))
+    n_gone = sum(1 for f in findings if _abstained(f))
     body = [
         f"<h1>{_esc(title)}</h1>",
         "<main class='layout'>",
@@ -284,8 +347,10 @@ def render_report_page(data: Mapping[str, Any]) -> str:
         "<div class='controls'><label for='opacity'>heatmap opacity</label>"
         "<input type='range' id='opacity' min='0' max='1' step='0.05' value='0.6'>"
         "<output id='opacity-value' for='opacity'>0.60</output></div>",
-        f"<h2>Findings ({n_pos} grounded, {len(findings) - n_pos} negated)</h2>",
+        f"<h2>Findings ({n_pos} grounded, {len(findings) - n_pos - n_gone} negated"
+        + (f", {n_gone} not localised" if n_gone else "") + ")</h2>",
         _legend_html(findings),
+        _not_localised_html(findings, data.get("min_confidence")),
         "</section>",
         "<section class='right'><h2>Report</h2>",
         "<p class='hint' style='font-size:.85em;color:#555;margin:0 0 .5em'>Hover, click or focus (Tab, then Enter) "

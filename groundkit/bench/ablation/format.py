@@ -20,15 +20,11 @@ def md_table(head: list[str], rows: list[list]) -> list[str]:
 
 
 def csv_text(head: list[str], rows: list[list]) -> str:
-    import csv
-    import io
+    """Floats as %.6g (NaN: empty); text cells neutralised against spreadsheet formulas (groundkit.core.outdir)."""
+    from groundkit.core.outdir import csv_text as safe_csv_text
 
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(head)
-    for r in rows:
-        w.writerow(["" if isinstance(v, float) and math.isnan(v) else (f"{v:.6g}" if isinstance(v, float) else v) for v in r])
-    return buf.getvalue()
+    return safe_csv_text(head, [["" if isinstance(v, float) and math.isnan(v) else (f"{v:.6g}" if isinstance(v, float) else v)
+                                 for v in r] for r in rows])
 
 
 def safe_name(text: str) -> str:

@@ -18,7 +18,8 @@ from groundkit.bench.ablation.windows import (
     parse_timesteps_grid,
     steps_label,
 )
-from groundkit.core.io import atomic_write_text, clean_json
+from groundkit.core.io import clean_json
+from groundkit.core.outdir import ensure_dir, write_text
 from groundkit.evaluation.protocols import Aggregate
 from groundkit.recipes import Recipe
 
@@ -137,12 +138,11 @@ class AblationResult:
     def write(self, out_dir: str | Path, reference: str | Path | None = None) -> list[str]:
         """rows.jsonl, table.md/.csv, best_windows.csv, ablation.json, plots; Vilouras Table II
         side by side and the last-n curve where the grid holds them."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = ensure_dir(out_dir)
         files: list[str] = []
 
         def put(name: str, text: str) -> None:
-            atomic_write_text(out / name, text)
+            write_text(out / name, text, out)  # never through a symbolic link
             files.append(name)
 
         put("rows.jsonl", "".join(json.dumps(clean_json(r)) + "\n" for r in self.rows))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,17 @@ from groundkit.bench.ablation.plan import Plan, make_plan
 from groundkit.bench.ablation.result import AblationResult
 from groundkit.bench.ablation.store import AblationStore
 from groundkit.bench.ablation.windows import window_cost
+from groundkit.bench.lock import folder_lock
 from groundkit.core.categories import CATEGORIES
 from groundkit.core.geometry import Geometry
 from groundkit.core.io import clean_json
+from groundkit.core.outdir import check_targets
 from groundkit.engine.heatmap import make_heatmap
 from groundkit.evaluation.protocols import aggregate, get_protocol
 from groundkit.recipes import Recipe
+
+
+OUTPUT_FILES = ("rows.jsonl", "table.csv", "best_windows.csv", "table.md", "ablation.json")  # and plots, last_n, Table II
 
 
 def images_of(samples) -> list[tuple[str, list]]:
@@ -141,10 +147,13 @@ def run_ablation(model, samples, base_recipe: str | Recipe | None = None, layer_
     resume: reuse store entries captured with the same settings and covering the windows.
     """
     plan = make_plan(model, base_recipe, layer_windows, step_windows, posts, metrics, last_n, overrides)
-    store = AblationStore(None if out_dir is None else Path(out_dir) / "store", store_dtype)
-    result = run(model, plan, images_of(samples), store, resume=resume, progress=progress, keep_heatmaps=keep_heatmaps)
-    if out_dir is not None:
-        result.write(out_dir, reference)
+    with folder_lock(out_dir, "ablate") if out_dir is not None else nullcontext():  # one run per folder at a time
+        if out_dir is not None:
+            check_targets(out_dir, OUTPUT_FILES)  # a planted link is refused before the capture
+        store = AblationStore(None if out_dir is None else Path(out_dir) / "store", store_dtype)
+        result = run(model, plan, images_of(samples), store, resume=resume, progress=progress, keep_heatmaps=keep_heatmaps)
+        if out_dir is not None:
+            result.write(out_dir, reference)
     return result
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from groundkit.bench.ablation.windows import GROUP, STORE_VERSION
+from groundkit.core.outdir import make_dirs, write_npz
 from groundkit.core.types import LayerInfo
 from groundkit.engine.maps import AttentionMaps
 
@@ -30,8 +30,8 @@ class AblationStore:
         self.root = None if root is None else Path(root)
         self.dtype = dtype
         self._mem: dict[str, dict[str, np.ndarray]] = {}
-        if self.root is not None:
-            self.root.mkdir(parents=True, exist_ok=True)
+        if self.root is not None:  # inside the output folder: never a link leaving it
+            make_dirs(self.root, self.root.parent)
 
     @staticmethod
     def key(sample) -> str:
@@ -102,17 +102,7 @@ class AblationStore:
         if self.root is None:
             self._mem[key] = arrays
             return
-        final = self.path(key)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        write_npz(self.path(key), arrays, self.root)  # temporary file + replace; never through a link
 
     def get(self, key: str) -> tuple[AttentionMaps, dict]:
         if self.root is None:

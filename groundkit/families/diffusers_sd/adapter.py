@@ -24,7 +24,7 @@ import torch
 from groundkit.core.adapter import Component
 from groundkit.core.geometry import Geometry, square_crop
 from groundkit.core.io import read_json
-from groundkit.core.safeload import confined
+from groundkit.core.safeload import component_folder, confined
 from groundkit.core.text import encode_with
 from groundkit.core.types import AttentionSink, LayerInfo, TextBatch
 from groundkit.families.common import match_batch, ordered_cross_attention
@@ -121,6 +121,73 @@ def _unet_check(unet_cfg: Path, te_dir: Path):
     return check
 
 
+MAX_IMAGE_SIZE = 4096
+MAX_TOKENS = 4096
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else f"{type(value).__name__}" + (f" {value!r}" if isinstance(value, (int, float, str)) and len(repr(value)) < 40 else "")
+
+
+def _config(module: Any) -> Any:
+    return getattr(module, "config", None) if isinstance(module, torch.nn.Module) else None
+
+
+def _cfg_get(cfg: Any, key: str) -> Any:
+    if isinstance(cfg, Mapping):
+        return cfg.get(key)
+    return getattr(cfg, key, None)
+
+
+def check_components(unet, vae, text_encoder, tokenizer, scheduler, image_size=None, max_length=None,
+                     attention_mask=None) -> None:
+    """``from_components`` / ``gk.from_diffusers`` arguments checked before anything is built: each wrong one
+    is a TypeError / ValueError that names the argument, what it got and what it expects."""
+    ucfg = _config(unet)
+    if ucfg is None or _cfg_get(ucfg, "in_channels") is None or not _cfg_get(ucfg, "block_out_channels"):
+        raise TypeError(f"from_diffusers: unet: expected a diffusers UNet2DConditionModel (a torch module whose config has "
+                        f"in_channels, block_out_channels and cross_attention_dim), got {_kind(unet)}")
+    if next(unet.parameters(), None) is None:
+        raise TypeError(f"from_diffusers: unet: {type(unet).__name__} has no parameters")
+    blocks = [str(b) for b in (_cfg_get(ucfg, "down_block_types") or ()) + (_cfg_get(ucfg, "up_block_types") or ())] + \
+             [str(_cfg_get(ucfg, "mid_block_type") or "")]
+    if _cfg_get(ucfg, "cross_attention_dim") is None or not any("CrossAttn" in b for b in blocks):
+        raise ValueError(f"from_diffusers: unet: this {type(unet).__name__} has no cross-attention layers (no cross_attention_dim "
+                         "or no CrossAttn blocks in its config): groundkit reads its maps from the U-Net's cross-attention "
+                         "to the text, so it needs a text-conditioned U-Net (UNet2DConditionModel)")
+    if vae is not None:
+        vcfg = _config(vae)
+        if vcfg is None or not _cfg_get(vcfg, "block_out_channels") or not callable(getattr(vae, "encode", None)):
+            raise TypeError(f"from_diffusers: vae: expected a diffusers AutoencoderKL (a torch module with encode() and a "
+                            f"config with block_out_channels), or None for a pixel-space model, got {_kind(vae)}")
+    tcfg = _config(text_encoder)
+    if tcfg is None or not isinstance(_cfg_get(tcfg, "hidden_size"), int) or _cfg_get(tcfg, "in_channels") is not None:
+        raise TypeError(f"from_diffusers: text_encoder: expected a transformers text model (CLIPTextModel, a BERT-family "
+                        f"model: a torch module whose config has hidden_size), got {_kind(text_encoder)}")
+    if getattr(tokenizer, "is_fast", None) is False:
+        require_fast_tokenizer(tokenizer)  # says that a slow tokenizer will not do, and which fast one will
+    if isinstance(tokenizer, (str, bytes, int, float, torch.nn.Module)) or not callable(tokenizer) \
+            or not hasattr(tokenizer, "convert_ids_to_tokens"):
+        raise TypeError(f"from_diffusers: tokenizer: expected a Hugging Face fast tokenizer (e.g. CLIPTokenizerFast, "
+                        f"BertTokenizerFast), got {_kind(tokenizer)}")
+    if isinstance(scheduler, (str, bytes, int, float, torch.nn.Module)) or not isinstance(getattr(scheduler, "config", None), Mapping):
+        raise TypeError(f"from_diffusers: scheduler: expected a diffusers scheduler (DDIMScheduler, PNDMScheduler, ...: an "
+                        f"object with a .config of beta settings), got {_kind(scheduler)}")
+    if image_size is not None:
+        down = 2 ** (len(_cfg_get(_config(vae), "block_out_channels")) - 1) if vae is not None else 1
+        if not isinstance(image_size, int) or isinstance(image_size, bool) or not 0 < image_size <= MAX_IMAGE_SIZE \
+                or image_size % down:
+            raise ValueError(f"from_diffusers: image_size={_kind(image_size).split(' ', 1)[-1]}: expected a positive integer "
+                             f"<= {MAX_IMAGE_SIZE}, a multiple of {down} (the VAE's downsampling), or None for the "
+                             "pipeline's default (unet.config.sample_size x the VAE's downsampling)")
+    if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool)
+                                   or not 0 < max_length <= MAX_TOKENS):
+        raise ValueError(f"from_diffusers: max_length={_kind(max_length).split(' ', 1)[-1]}: expected an integer 1..{MAX_TOKENS} "
+                         "(tokens per phrase), or None for the tokenizer's model_max_length")
+    if attention_mask is not None and not isinstance(attention_mask, bool):
+        raise TypeError(f"from_diffusers: attention_mask: expected True, False or None, got {_kind(attention_mask)}")
+
+
 class DiffusersSDAdapter:
     name: ClassVar[str] = "diffusers-sd"
     default_recipe: ClassVar[str] = "nuetzel2025"
@@ -160,6 +227,9 @@ class DiffusersSDAdapter:
         down = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self.latent_size = image_size // down
         self._layers = ordered_cross_attention(self.unet_model, self.latent_size, len(self.unet_model.config.block_out_channels))
+        if not self._layers:
+            raise ValueError(f"the U-Net ({type(self.unet_model).__name__}) has no cross-attention layers: groundkit reads its "
+                             "maps from the U-Net's cross-attention to the text")
 
     # ------------------------------------------------------------------ declarations (nothing loaded)
     @classmethod
@@ -215,6 +285,12 @@ class DiffusersSDAdapter:
             looked = " or ".join(str(f.relative_to(root) / "config.json") for f in folders)
             raise FileNotFoundError(f"{root}: no U-Net folder ({looked}); {entry.get('source', '')}".rstrip("; "))
         te_dir, tok_dir = text_folders(root, entry)
+        vae_dir = vae_folder(root, entry)
+        sched_file, _ = scheduler_source(root, entry)
+        for what, folder in (("U-Net", unet_dir), ("text encoder", te_dir), ("tokenizer", tok_dir), ("VAE", vae_dir),
+                             ("scheduler", sched_file.parent if sched_file is not None else None)):
+            if folder is not None:
+                component_folder(root, folder, f"{root.name}: the {what} folder")
         # conditioning groundkit cannot feed is refused before gigabytes are read; the text width is compared
         # once the weights are in (a config that disagrees with its own weights is named by the strict load)
         loading.unet_context_dim(read_json(unet_dir / "config.json", "U-Net config"), str(unet_dir / "config.json"))
@@ -240,12 +316,13 @@ class DiffusersSDAdapter:
         ``tokenizer.model_max_length``, scale factor and schedule from the VAE's and scheduler's configs."""
         if text_encoder is None or tokenizer is None or scheduler is None:
             raise ValueError("from_components needs the U-Net, the text encoder, its tokenizer and the scheduler")
+        check_components(unet, vae, text_encoder, tokenizer, scheduler, image_size, max_length, attention_mask)
         param = next(unet.parameters())
         kind = module_kind(text_encoder)
         down = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
-        size = int(image_size) if image_size else int(unet.config.sample_size) * down
+        size = int(image_size) if image_size is not None else int(unet.config.sample_size) * down
         tok_len = getattr(tokenizer, "model_max_length", None)
-        length = int(max_length) if max_length else (int(tok_len) if isinstance(tok_len, int) and tok_len < 100_000 else 77)
+        length = int(max_length) if max_length is not None else (int(tok_len) if isinstance(tok_len, int) and tok_len < 100_000 else 77)
         scale = float(getattr(vae.config, "scaling_factor", None) or 0.18215) if vae is not None else 1.0
         schedule = loading.schedule_from_config(dict(scheduler.config), f"{type(scheduler).__name__}.config")
         return cls(vae, unet, text_encoder, require_fast_tokenizer(tokenizer), schedule, image_size=size,

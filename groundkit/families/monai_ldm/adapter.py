@@ -16,6 +16,7 @@ import torch
 
 from groundkit.core.adapter import Component
 from groundkit.core.geometry import Geometry, square_crop
+from groundkit.core.safeload import component_folder
 from groundkit.core.text import encode_with
 from groundkit.core.types import AttentionSink, LayerInfo, TextBatch
 from groundkit.families.common import match_batch, ordered_cross_attention
@@ -107,6 +108,8 @@ class MonaiLDMAdapter:
         from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
 
         root = Path(entry["path"])
+        for sub in ("configs", "models", "text_encoder", "tokenizer"):
+            component_folder(root, root / sub, f"{root.name}: the bundle's {sub}/ folder")
         cfg_file = root / "configs" / "inference.json"
         cfg = bundle.read_bundle_config(cfg_file)
         files = {}

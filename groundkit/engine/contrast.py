@@ -1,0 +1,91 @@
+"""Report-level contrast: the positive findings of one report, grounded in the same image, against each other.
+
+Each finding's map answers "where does the model attend for this phrase", and in an image with several
+findings every phrase's attention is pulled towards the most salient abnormality. The other findings of the
+report are exactly what separates them: :func:`contrast_scores` turns the findings' token-averaged maps
+(captured in the shared pass: no extra U-Net call) into maps computed against each other, BEFORE the
+recipe's usual post-processing (smoothing, min-max, Otsu/GMM, BBM), which :func:`groundkit.engine.heatmap.
+make_heatmap` then applies unchanged.
+
+Formulation (chosen on validation reports, docs/report-grounding.md): a per-pixel softmax over the findings'
+min-maxed maps with a constant background term,
+
+    z_i = minmax(A_i),    C_i = exp(z_i / T) / (sum_j exp(z_j / T) + exp(b / T)),    T = 0.2, b = 0.5
+
+A pixel that every finding's map finds salient is shared between them (no finding keeps it at full
+strength), a pixel where one finding is high and the others are low stays that finding's, and the
+background term keeps pixels where no finding is confidently high (z < b) out of every map. With ONE
+finding nothing is computed: the map is exactly the recipe's map.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from groundkit.engine import postprocess as pp
+from groundkit.engine.heatmap import grid_size
+from groundkit.engine.maps import AttentionMaps
+from groundkit.recipes import Recipe
+
+__all__ = ["CONTRAST_MODES", "TEMPERATURE", "BACKGROUND", "check_contrast", "softmax_contrast", "contrast_scores",
+           "describe"]
+
+CONTRAST_MODES = ("findings", "none")
+TEMPERATURE = 0.2
+BACKGROUND = 0.5
+FORMULATION = "softmax over the findings' min-maxed maps with a background term"
+
+
+def check_contrast(value: Any) -> str:
+    """``"findings"`` or ``"none"`` (``True``/``False`` and ``None`` accepted as on/off/off)."""
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "findings"
+    v = str(value).strip().lower()
+    if v not in CONTRAST_MODES:
+        raise ValueError(f"contrast={value!r}: expected one of {', '.join(CONTRAST_MODES)}")
+    return v
+
+
+def softmax_contrast(raw: Sequence[np.ndarray], temperature: float = TEMPERATURE,
+                     background: float = BACKGROUND) -> list[np.ndarray]:
+    """Per-pixel softmax over the min-maxed maps of several findings plus a constant background logit.
+
+    ``raw``: (S, S) maps of the findings of one image, same shape. Returns one map per finding in [0, 1]."""
+    if len(raw) < 2:
+        raise ValueError("contrast needs at least two findings")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (got {temperature})")
+    z = np.stack([np.nan_to_num(pp.minmax(a), nan=0.0) for a in raw]).astype(np.float64)
+    logits = np.concatenate([z, np.full((1,) + z.shape[1:], float(background))]) / temperature
+    logits -= logits.max(axis=0, keepdims=True)
+    e = np.exp(logits)
+    p = e / e.sum(axis=0, keepdims=True)
+    return [p[i] for i in range(len(raw))]
+
+
+def contrast_scores(maps: Sequence[AttentionMaps], recipe: Recipe, image_size: int, *,
+                    temperature: float = TEMPERATURE, background: float = BACKGROUND) -> list[np.ndarray] | None:
+    """The score maps (what ``make_heatmap(..., score=)`` thresholds) of the findings of one image, each
+    against the others; ``None`` for fewer than two findings (their maps stay exactly the recipe's)."""
+    if len(maps) < 2:
+        return None
+    size = grid_size(maps[0], recipe, recipe.layers, image_size)
+    raw = [m.aggregate("selected", recipe.steps, recipe.layers, layer_norm=recipe.layer_norm, upsample=recipe.upsample,
+                       size=size) for m in maps]
+    out = []
+    for h in softmax_contrast(raw, temperature, background):
+        if recipe.sigma:
+            h = pp.gaussian(h, recipe.sigma)
+        out.append(pp.minmax_fp16(h) if recipe.map_fp16 else pp.minmax(h))
+    return out
+
+
+def describe(mode: str, findings: int) -> dict[str, Any]:
+    """What result.json / findings.json record about the contrast of one grounding."""
+    d: dict[str, Any] = {"mode": mode, "findings": int(findings), "applied": mode == "findings" and findings > 1}
+    if mode == "findings":
+        d.update({"formulation": FORMULATION, "temperature": TEMPERATURE, "background": BACKGROUND})
+    return d

@@ -1,0 +1,149 @@
+"""Report-level contrast between the findings of one report (groundkit.engine.contrast): one finding gives exactly
+its own map, several findings get maps computed against each other from the SAME capture (no extra U-Net call),
+two findings with different true regions get separated, the option reaches ground_many / ground_report / the CLI
+and is recorded in findings.json and result.json."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import groundkit as gk
+from groundkit.engine.contrast import BACKGROUND, TEMPERATURE, check_contrast, softmax_contrast
+
+DEMO = Path(gk.__file__).resolve().parent / "assets" / "demo"
+SAMPLE_IMG = str(DEMO / "sample_report.png")
+SAMPLE_TXT = (DEMO / "sample_report.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return gk.load("demo", device="cpu")
+
+
+def _iou(a, b) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+# ------------------------------------------------------------------------------------------------ the formulation
+def test_shared_peak_is_split_and_own_regions_win():
+    yy, xx = np.mgrid[:32, :32]
+    blob = lambda y, x, s=3.0: np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * s * s))
+    salient = blob(8, 8)  # the most salient abnormality: both phrases attend to it most
+    a = salient + 0.7 * blob(24, 24)  # finding A's own region, weaker than the salient one in A's map
+    b = salient + 0.6 * blob(24, 8) + 0.05 * blob(24, 24)  # finding B's own region
+    ca, cb = softmax_contrast([a, b])
+    assert np.unravel_index(np.argmax(a), a.shape) == (8, 8)  # without contrast A peaks on the salient region
+    assert np.unravel_index(np.argmax(ca), ca.shape) == (24, 24)  # with it, on its own
+    assert np.unravel_index(np.argmax(cb), cb.shape) == (24, 8)
+    assert ca[8, 8] < 0.6 and cb[8, 8] < 0.6  # the shared peak is split
+    assert ca.max() <= 1 and min(ca.min(), cb.min()) >= 0
+    # the background term keeps pixels where no finding is confidently high out of every map
+    assert ca[0, 31] < 0.1 and cb[0, 31] < 0.1
+    assert (TEMPERATURE, BACKGROUND) == (0.2, 0.5)
+
+
+def test_contrast_values_are_checked():
+    assert check_contrast("findings") == "findings" and check_contrast("NONE") == "none"
+    assert check_contrast(True) == "findings" and check_contrast(False) == check_contrast(None) == "none"
+    with pytest.raises(ValueError, match="contrast="):
+        check_contrast("softmax")
+    with pytest.raises(ValueError):
+        softmax_contrast([np.ones((4, 4))])
+
+
+# ------------------------------------------------------------------------------------------------ on the demo model
+def test_one_finding_is_bit_identical_with_contrast_on_and_off(demo):
+    both = demo.ground_report_contrasts(SAMPLE_IMG, "Moderate cardiomegaly. No pneumothorax.", use_spacy=False)
+    on, off = both["findings"].positive, both["none"].positive
+    assert len(on) == len(off) == 1
+    assert np.array_equal(on[0].grounding.heatmap_crop, off[0].grounding.heatmap_crop)
+    assert np.array_equal(on[0].grounding.mask_crop, off[0].grounding.mask_crop)
+    assert both["findings"].info["contrast"] == {**both["findings"].info["contrast"], "mode": "findings", "applied": False}
+    # and it is today's map: the single phrase grounded on its own
+    alone = demo.ground(SAMPLE_IMG, on[0].finding.phrase, category=on[0].finding.category)
+    assert np.array_equal(alone.heatmap_crop, on[0].grounding.heatmap_crop)
+    assert alone.info["contrast"]["mode"] == "none"
+
+
+def test_contrast_separates_the_sample_reports_two_findings(demo):
+    both = demo.ground_report_contrasts(SAMPLE_IMG, SAMPLE_TXT, use_spacy=False)
+    on, off = both["findings"], both["none"]
+    assert len(on.positive) == 2
+    m_on = [f.grounding.mask for f in on.positive]
+    m_off = [f.grounding.mask for f in off.positive]
+    # the two findings' true regions differ (effusion at the left base, the heart): off they share one region
+    assert _iou(*m_off) > 0.5 and _iou(*m_on) <= 0.3
+    truth = json.loads((DEMO / "sample_report.json").read_text())["findings"]
+    by_cat = {f.finding.category: f.grounding for f in on.positive}
+    for t in truth:  # each finding's peak inside its own box
+        assert by_cat[t["category"]].evaluate(t["boxes"])["top1"] == 1.0
+    # the same capture: same U-Net calls (3 per finding for the demo's default recipe), none added by contrast
+    assert on.info["unet_calls_total"] == off.info["unet_calls_total"] == 6
+    assert on.info["unet_calls_per_finding"] == 3.0
+    assert on.info["contrast"]["applied"] and not off.info["contrast"]["applied"]
+
+
+def test_option_reaches_ground_many_and_ground_report(demo):
+    rg_on = demo.ground_report(SAMPLE_IMG, SAMPLE_TXT, use_spacy=False)  # on by default in the report flow
+    rg_off = demo.ground_report(SAMPLE_IMG, SAMPLE_TXT, contrast="none", use_spacy=False)
+    assert rg_on.info["contrast"]["mode"] == "findings" and rg_off.info["contrast"]["mode"] == "none"
+    phrases = [f.finding.phrase for f in rg_on.positive]
+    cats = [f.finding.category for f in rg_on.positive]
+    plain = demo.ground_many(SAMPLE_IMG, phrases, categories=cats)  # off by default for ground_many
+    contrasted = demo.ground_many(SAMPLE_IMG, phrases, categories=cats, contrast="findings")
+    for f_on, f_off, p, c in zip(rg_on.positive, rg_off.positive, plain, contrasted):
+        np.testing.assert_array_equal(p.heatmap_crop, f_off.grounding.heatmap_crop)
+        np.testing.assert_array_equal(c.heatmap_crop, f_on.grounding.heatmap_crop)
+        assert p.info["contrast"]["mode"] == "none" and c.info["contrast"]["applied"]
+        assert c.info["unet_calls"] == p.info["unet_calls"] == 3
+        assert not np.array_equal(p.heatmap_crop, c.heatmap_crop)  # contrast changes multi-finding maps
+    with pytest.raises(ValueError, match="contrast="):
+        demo.ground_many(SAMPLE_IMG, phrases, contrast="bogus")
+
+
+def test_contrast_is_recorded_on_disk(demo, tmp_path):
+    rg = demo.ground_report(SAMPLE_IMG, SAMPLE_TXT, use_spacy=False)
+    out = rg.save(tmp_path / "rep")
+    found = json.loads((out / "findings.json").read_text())
+    assert found["contrast"]["mode"] == "findings" and found["contrast"]["applied"] is True
+    assert found["contrast"]["temperature"] == TEMPERATURE and found["contrast"]["findings"] == 2
+    g = rg.positive[0].grounding
+    res = json.loads((g.save(tmp_path / "one") / "result.json").read_text())
+    assert res["contrast"]["mode"] == "findings" and res["contrast"]["applied"] is True
+    single = demo.ground(SAMPLE_IMG, "moderate cardiomegaly")
+    res = json.loads((single.save(tmp_path / "single") / "result.json").read_text())
+    assert res["contrast"] == {"mode": "none", "findings": 1, "applied": False}
+
+
+def test_tiny_model_other_recipe_paths(tiny_monai_bundle):
+    """Smoothing + Otsu (vilouras2024) and the inversion pass: same calls on and off, maps changed, finite."""
+    m = gk.load(tiny_monai_bundle, device="cpu")
+    over = dict(grid="stride:50", steps=(3, 6))
+    img = np.random.default_rng(0).random((64, 64))
+    both = m.ground_report_contrasts(img, "Left pleural effusion. Right lower lobe consolidation.", "vilouras2024",
+                                     use_spacy=False, **over)
+    on, off = both["findings"], both["none"]
+    assert on.info["unet_calls_total"] == off.info["unet_calls_total"] == 5 + 2 * 3
+    for a, b in zip(on.positive, off.positive):
+        assert np.isfinite(a.grounding.heatmap_crop).all() and a.grounding.heatmap_crop.shape == b.grounding.heatmap_crop.shape
+    assert any(not np.array_equal(a.grounding.heatmap_crop, b.grounding.heatmap_crop) for a, b in zip(on.positive, off.positive))
+
+
+def test_cli_contrast_option(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    bad = subprocess.run([sys.executable, "-m", "groundkit", "report", "--contrast", "softmax", "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "--contrast softmax: expected findings or none" in bad.stderr
+    proc = subprocess.run([sys.executable, "-m", "groundkit", "report", "--contrast", "none", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "contrast: none" in proc.stdout
+    found = json.loads((tmp_path / "r" / "findings.json").read_text())
+    assert found["contrast"] == {"mode": "none", "findings": 2, "applied": False}
