@@ -25,17 +25,20 @@ from groundkit.recipes import FIELDS, Recipe, check_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "groundkit" / "assets" / "demo"
+HANG_S = 60.0  # a hang guard, not a speed target
 
 
 _cli, _one_error_line = run_cli, one_error_line
 
 
-def _refused(fn, *args, exc=ValueError, seconds: float = 1.0, **kw) -> str:
-    """The call raises ``exc`` within ``seconds``; its message (one line, bounded length)."""
+def _refused(fn, *args, exc=ValueError, **kw) -> str:
+    """The call raises ``exc`` (no work first: a hostile value would otherwise build gigabytes or run for minutes,
+    which the generous hang guard catches; the timings themselves are benchmarks' business); its message (one
+    line, bounded length)."""
     start = time.perf_counter()
     with pytest.raises(exc) as info:
         fn(*args, **kw)
-    assert time.perf_counter() - start < seconds
+    assert time.perf_counter() - start < HANG_S
     msg = str(info.value)
     assert "\n" not in msg and len(msg) < 800, msg
     return msg
@@ -68,10 +71,10 @@ HOSTILE_SETS = [
 
 @pytest.mark.parametrize("field,value,says", HOSTILE_SETS, ids=[f"{f}={v[:20]}" for f, v, _ in HOSTILE_SETS])
 def test_hostile_recipe_values_are_refused_fast_by_field(field, value, says):
-    msg = _refused(Recipe().override, **{field: value}, seconds=0.5)
+    msg = _refused(Recipe().override, **{field: value})
     assert f"recipe field {field!r}" in msg and says in msg, msg
     # the same table checks an override on its own (what the CLI does before loading a model)
-    assert _refused(check_overrides, {field: value}, seconds=0.5) == msg
+    assert _refused(check_overrides, {field: value}) == msg
 
 
 @pytest.mark.parametrize("field,value,says", [
@@ -89,7 +92,7 @@ def test_hostile_recipe_values_are_refused_fast_by_field(field, value, says):
     ("tokens", 5, "token filter"),
 ])
 def test_overrides_of_the_wrong_type_name_the_field_and_the_type(field, value, says):
-    msg = _refused(Recipe().override, **{field: value}, seconds=0.5)
+    msg = _refused(Recipe().override, **{field: value})
     assert f"recipe field {field!r}" in msg and says in msg, msg
 
 
@@ -111,7 +114,7 @@ def test_cli_set_values_fail_before_the_model_loads(tmp_path):
         start = time.perf_counter()
         line = _one_error_line(_cli("run", "--set", value, "--out", str(tmp_path / "o")))
         assert says in line and "loading" not in line, line
-        assert time.perf_counter() - start < 20  # one interpreter start; nothing loaded (well under 2 s on a free core)
+        assert time.perf_counter() - start < HANG_S  # a hang guard; "loading" absent above is the real check
     assert not (tmp_path / "o").exists()
 
 
@@ -169,7 +172,7 @@ def test_groundkit_yaml_values_name_the_file_field_and_range(demo_copy, line, sa
     kept = [ln for ln in cfg.read_text().splitlines() if not ln.startswith(line.split(":")[0] + ":")
             and not ln.startswith("  ") and not ln.startswith("overrides")]
     cfg.write_text("\n".join(kept + [line]) + "\n")
-    msg = _refused(registry.folder_config, demo_copy, exc=registry.CheckpointConfigError, seconds=1.5)
+    msg = _refused(registry.folder_config, demo_copy, exc=registry.CheckpointConfigError)
     assert msg.startswith(str(cfg)) and says in msg, msg
     assert len(msg) < 600  # a value is quoted in at most ~80 characters, never whole
 
@@ -351,7 +354,7 @@ def test_component_folder_links_leaving_the_checkpoint_are_refused(demo_copy, tm
     outside.parent.mkdir()
     shutil.move(str(demo_copy / component), outside)
     (demo_copy / component).symlink_to(outside, target_is_directory=True)
-    msg = _refused(gk.load, str(demo_copy), exc=CheckpointError, seconds=5)
+    msg = _refused(gk.load, str(demo_copy), exc=CheckpointError)
     assert f"{demo_copy / component} is a symbolic link to {outside}" in msg and "outside the checkpoint folder" in msg
     from groundkit.verify import verify_checkpoint
 
@@ -364,7 +367,7 @@ def test_component_folder_links_leaving_the_checkpoint_are_refused(demo_copy, tm
         assert proc.returncode == 1 and "symbolic link" in proc.stdout
 
 
-def test_linked_weight_file_is_a_verify_failure_and_links_inside_are_fine(demo_copy, tmp_path):
+def test_linked_weight_file_is_refused_and_links_inside_are_fine(demo_copy, tmp_path):
     from groundkit.verify import verify_checkpoint
 
     weights = demo_copy / "unet_ema" / "diffusion_pytorch_model.safetensors"
@@ -379,3 +382,5 @@ def test_linked_weight_file_is_a_verify_failure_and_links_inside_are_fine(demo_c
     weights.symlink_to(outside)
     report = verify_checkpoint(str(demo_copy), deep=False)
     assert [c.item for c in report.checks if c.status == "bad"] == ["unet_ema/diffusion_pytorch_model.safetensors"]
+    msg = _refused(gk.load, str(demo_copy), exc=CheckpointError)  # and loading refuses it, unread
+    assert f"{weights} is a symbolic link to {outside}" in msg and "outside the checkpoint folder" in msg

@@ -356,12 +356,44 @@ def escaping_link(root: str | os.PathLike, path: str | os.PathLike) -> tuple[Pat
     return None
 
 
+def _escaping_file(root: str | os.PathLike, folder: str | os.PathLike, limit: int = 10_000) -> tuple[Path, Path] | None:
+    """A file or folder *inside* the component folder that is a link leaving ``root`` (a weight file linked to
+    /etc/..., say): transformers and diffusers open such files themselves, so they are checked before the load.
+    Bounded: the first ``limit`` entries, three levels deep. None for a folder not lexically under ``root``."""
+    root, folder = Path(root), Path(folder)
+    try:
+        folder.relative_to(root)
+    except ValueError:
+        return None
+    if not folder.is_dir():
+        return None
+    base, seen, todo = root.resolve(), 0, [(folder, 0)]
+    while todo:
+        current, depth = todo.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > limit:
+                return None
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(base) and not _hf_blob(base, target):
+                    return path, target
+            elif depth < 2 and entry.is_dir(follow_symlinks=False):
+                todo.append((path, depth + 1))
+    return None
+
+
 def component_folder(root: str | os.PathLike, folder: str | os.PathLike, what: str) -> Path:
     """``folder``, a component folder of the checkpoint ``root`` (text_encoder/, tokenizer/, unet/, vae/, models/),
     refused when it is a symbolic link that leads outside ``root``: a downloaded checkpoint cannot make groundkit
     read files elsewhere on the machine through a linked folder. A folder the user configured outside ``root``
     (checkpoints.yaml) is not the checkpoint's own, and is left alone."""
-    hit = escaping_link(root, folder)
+    hit = escaping_link(root, folder) or _escaping_file(root, folder)
     if hit is not None:
         link, target = hit
         raise CheckpointError(f"{what}: {link} is a symbolic link to {target}, outside the checkpoint folder "
