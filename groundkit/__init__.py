@@ -36,7 +36,9 @@ def load(*args, **kwargs):
 def list_recipes(checkpoints: bool = False) -> list[str]:
     """Every registered recipe name; ``checkpoints=True`` adds each present checkpoint's own default
     (``<name>-default``, read from disk)."""
-    from groundkit.api import list_recipes as _list
+    if not checkpoints:  # no file read, and no torch import (the registry's safe loading needs it)
+        return RECIPES.names()
+    from groundkit.registry import list_recipes as _list
 
     return _list(checkpoints)
 

@@ -18,7 +18,6 @@ from groundkit.engine.contrast import CONTRAST_MODES, check_contrast
 from groundkit.engine.contrast import describe as describe_contrast
 from groundkit.engine.pipeline import versions
 from groundkit.recipes import Recipe
-from groundkit.recipes import list_recipes as _registered_recipes
 from groundkit.report_grounding import PALETTE, GroundedFinding, ReportGrounding
 from groundkit.reports import parse_report
 
@@ -187,12 +186,8 @@ def from_diffusers(pipe=None, *, unet=None, vae=None, text_encoder=None, tokeniz
 
 
 def list_recipes(checkpoints: bool = False) -> list[str]:
-    """Every registered recipe name: the published and fast ones, yours and the entry points'. Reads no file
-    unless asked: ``checkpoints=True`` first registers each present checkpoint's own default (``<name>-default``,
-    from checkpoints.yaml and the folders' groundkit.yaml)."""
-    if checkpoints:
-        registry.register_checkpoint_recipes()
-    return _registered_recipes()
+    """Every registered recipe name (see :func:`groundkit.registry.list_recipes`)."""
+    return registry.list_recipes(checkpoints)
 
 
 def _quiet_loaders() -> None:

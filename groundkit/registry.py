@@ -24,7 +24,7 @@ from groundkit.recipes import RECIPES, Recipe, check_overrides, register_checkpo
 
 __all__ = ["ADAPTERS", "CheckpointConfigError", "CheckpointEntry", "PluginError", "PluginWarning", "adapter_names",
            "confined", "detect_adapter", "entry_for_verify", "folder_config", "get_adapter", "get_adapter_class", "groundkit_home",
-           "home_of", "list_adapters", "load_checkpoints", "plugin_status", "register_adapter", "resolve"]
+           "home_of", "list_adapters", "list_recipes", "load_checkpoints", "plugin_status", "register_adapter", "resolve"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_CHECKPOINTS = PACKAGE_DIR / "checkpoints.yaml"
@@ -377,6 +377,15 @@ def register_checkpoint_recipes(checkpoints_file: str | Path | None = None) -> l
         if entry.overrides:
             names.append(entry.default_recipe)
     return names
+
+
+def list_recipes(checkpoints: bool = False) -> list[str]:
+    """Every registered recipe name: the published and fast ones, yours and the entry points'. Reads no file
+    unless asked: ``checkpoints=True`` first registers each present checkpoint's own default (``<name>-default``,
+    from checkpoints.yaml and the folders' groundkit.yaml)."""
+    if checkpoints:
+        register_checkpoint_recipes()
+    return RECIPES.names()
 
 
 def recipe_of(entry: CheckpointEntry) -> Recipe:

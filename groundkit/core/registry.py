@@ -78,6 +78,10 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def unregister(self, name: str) -> None:
+        """Forget a run-time registration (a built-in or an entry point it replaced answers again)."""
+        self._items.pop(name, None)
+
     # ------------------------------------------------------------------ plugins
     def entry_points(self) -> list:
         """This registry's entry points (an unreadable ``*.dist-info`` is recorded, not raised)."""

@@ -23,6 +23,10 @@ positions and a uniform weight vector over them. Specs (strings, as they appear 
 ``start``
     The start token only (BBM's "image bias", Nuetzel eq. 2).
 
+Each filter is an entry of the token-filter registry (:data:`groundkit.choices.TOKEN_FILTERS`; the built-ins
+are in :mod:`groundkit.engine.token_filters`): the name before the first ``:`` picks it, the words after it are
+its arguments, and a filter registered by a third party is used the same way (docs/registries.md).
+
 Every fallback is recorded in :class:`TokenSelection.fallback` and shown by :func:`explain`.
 
 Words are the tokenizer's words (``TextBatch.word_ids`` / ``word_spans``, from a fast tokenizer's
@@ -145,7 +149,7 @@ class TokenSelection:
     """The outcome of one token filter on one phrase."""
 
     spec: str  # as requested
-    kind: str  # "all" | "lexical" | "disease" | "words" | "start"
+    kind: str  # the filter's registered name: "all" | "lexical" | "disease" | "words" | "start" | a registered one
     n_tokens: int  # N, length of the (padded) sequence
     positions: tuple[int, ...]  # selected token positions, ascending
     tokens: tuple[str, ...]  # token strings at those positions
