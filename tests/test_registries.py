@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import served_at
+from test_benchmark import write_mscxr
 
 import groundkit as gk
-from conftest import served_at
 from groundkit.bench.datasets import load_dataset
 from groundkit.bench.runner import run_benchmark
 from groundkit.core.registry import PluginError, PluginWarning, Registry
+from groundkit.engine.tokens import Picked
 from groundkit.recipes import Recipe
-from test_benchmark import write_mscxr
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = REPO / "tests" / "plugins"
@@ -117,7 +118,7 @@ def test_a_broken_plugin_of_any_kind_is_skipped_with_one_warning(tmp_path, monke
 def test_a_token_filter_and_a_bbm_variant_registered_at_run_time(tiny_sd_cxrbert, tmp_path_factory):
     def last_word(view, args):
         k = view.all_words[-1]
-        return __import__("groundkit.engine.tokens", fromlist=["Picked"]).Picked(view.word_pos[k], [k])
+        return Picked(view.word_pos[k], [k])
 
     gk.register_token_filter("last-word", last_word)
     gk.register_bbm_variant("a-only", lambda A, M, s: A + 0 * M)

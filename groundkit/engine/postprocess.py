@@ -16,9 +16,9 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
+from groundkit.choices import BBM_VARIANTS, get_bbm_variant
 from groundkit.core.checks import as_float as _as_float
 from groundkit.core.checks import finite_values as _finite_values
-from groundkit.choices import BBM_VARIANTS, get_bbm_variant
 
 __all__ = [
     "minmax",

@@ -10,7 +10,7 @@ import re
 from typing import Any, Sequence
 
 from groundkit.engine.lexical import content_words, lexical_backend
-from groundkit.engine.tokens import DISEASE_KEYWORDS, Picked, PhraseView, disease_keywords
+from groundkit.engine.tokens import DISEASE_KEYWORDS, PhraseView, Picked, disease_keywords
 
 __all__ = ["disease", "every_word", "lexical", "start", "words"]
 
