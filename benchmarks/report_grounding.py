@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import groundkit as gk
 from groundkit.data.synthetic_reports import iter_report_samples
-from groundkit.evaluation.baselines import baseline_row
+from groundkit.bench.baselines import baseline_row
 from groundkit.reports import parse_report
 
 METRICS = ("miou_fgbg", "cnr", "top1")

@@ -7,15 +7,77 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
 from groundkit import registry
-from groundkit.engine.pipeline import GroundingModel, versions
-from groundkit.recipes import list_recipes as _registered_recipes
+from groundkit.core.categories import CATEGORIES
+from groundkit.engine import confidence, pipeline
+from groundkit.engine.contrast import CONTRAST_MODES, check_contrast
+from groundkit.engine.contrast import describe as describe_contrast
+from groundkit.engine.pipeline import versions
+from groundkit.recipes import Recipe
+from groundkit.report_grounding import PALETTE, GroundedFinding, ReportGrounding
+from groundkit.reports import parse_report
 
 __all__ = ["DTYPES", "GroundingModel", "from_diffusers", "load", "list_adapters", "list_checkpoints", "list_recipes", "pick_device",
            "resolve_dtype", "versions"]
+
+
+class GroundingModel(pipeline.GroundingModel):
+    """What ``load`` and ``from_diffusers`` return: the engine's model (``ground``, ``ground_many``, batches)
+    plus the report flow, which parses a radiology report (groundkit.reports) and grounds its positive findings
+    in one batched call. It sits here, above both the engine and the report parser."""
+
+    def ground_report(self, image, report: str, recipe: str | Recipe | None = None, *, contrast: str = "findings",
+                      use_spacy: bool | None = None, progress: bool = False, min_confidence: float | None = None,
+                      **overrides: Any):
+        """Ground every positive finding of a radiology report in one image, in ONE batched call that shares
+        the per-image work; negated findings are listed, not grounded. Returns a ReportGrounding.
+
+        ``contrast="findings"`` (the default) computes each positive finding's map against the other findings'
+        (groundkit.engine.contrast; a report with one positive finding gets exactly its own map), ``"none"``
+        grounds each finding on its own."""
+        return self.ground_report_contrasts(image, report, recipe, contrasts=(contrast,), use_spacy=use_spacy,
+                                            progress=progress, min_confidence=min_confidence,
+                                            **overrides)[check_contrast(contrast)]
+
+    def ground_report_contrasts(self, image, report: str, recipe: str | Recipe | None = None, *,
+                                contrasts: Sequence[str] = CONTRAST_MODES, use_spacy: bool | None = None,
+                                progress: bool = False, min_confidence: float | None = None, **overrides: Any) -> dict:
+        """``ground_report`` once per contrast mode, all from ONE captured pass (the U-Net calls are those of
+        one report): {mode: ReportGrounding}. What the report benchmark compares."""
+        modes = list(dict.fromkeys(check_contrast(c) for c in contrasts))
+        if not modes:
+            raise ValueError("contrasts: name at least one contrast mode")
+        t0 = time.perf_counter()
+        parsed = parse_report(report, use_spacy=use_spacy)
+        resolved = self.resolve(recipe, **overrides)
+        r = resolved.recipe
+        confidence.require(self.entry, r, min_confidence)
+        prep = self.prepare(image)
+        todo_idx = [i for i, f in enumerate(parsed.findings) if not f.negated]
+        phrases = [parsed.findings[i].phrase for i in todo_idx]
+        cats = [parsed.findings[i].category if parsed.findings[i].category in CATEGORIES else None for i in todo_idx]
+        captured = self.capture(prep, phrases, r, categories=cats, progress=progress) if todo_idx else None
+        out = {}
+        for mode in modes:
+            found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
+            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0) if todo_idx else []
+            confidence.abstain(gs, min_confidence)
+            for i, g in zip(todo_idx, gs):
+                found[i].grounding = g
+            total = captured.calls if captured is not None else 0
+            info = {"checkpoint": self.entry.name, "recipe": r.name, "recipe_digest": r.digest(),
+                    "seconds": round(time.perf_counter() - t0, 3), "unet_calls_total": total,
+                    "unet_calls_per_finding": total / len(todo_idx) if todo_idx else 0,
+                    "unet_forwards": captured.forwards if captured is not None else 0,
+                    "findings_grounded": len(todo_idx), "findings_negated": len(found) - len(todo_idx),
+                    "contrast": describe_contrast(mode, len(todo_idx)), "groundkit": versions()["groundkit"]}
+            out[mode] = ReportGrounding(report, parsed, found, prep.image, info)
+        return out
+
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -123,10 +185,9 @@ def from_diffusers(pipe=None, *, unet=None, vae=None, text_encoder=None, tokeniz
     return GroundingModel(adapter, entry, load_seconds=time.perf_counter() - start)
 
 
-def list_recipes() -> list[str]:
-    """Every recipe name: the published and fast ones, yours, and each present checkpoint's own default."""
-    registry.register_checkpoint_recipes()
-    return _registered_recipes()
+def list_recipes(checkpoints: bool = False) -> list[str]:
+    """Every registered recipe name (see :func:`groundkit.registry.list_recipes`)."""
+    return registry.list_recipes(checkpoints)
 
 
 def _quiet_loaders() -> None:
@@ -147,4 +208,4 @@ def list_checkpoints(checkpoints_file: str | Path | None = None) -> list[registr
 
 def list_adapters() -> list[str]:
     """Every installed model family: built-ins and ``groundkit.adapters`` entry points."""
-    return registry.adapter_names()
+    return registry.list_adapters()

@@ -21,16 +21,14 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Sequence
 
+from groundkit.choices import BBM_VARIANTS, PROTOCOLS, THRESHOLDS, TOKEN_FILTERS, check_named  # noqa: F401 - re-exported
 from groundkit.core.bounds import (  # noqa: F401 - re-exported: the field values and limits belong to the recipe API
-    BBM_VARIANTS,
     FIELDS,
     LATENTS,
     MAX_GRID,
     MAX_LAYER_INDEX,
     MAX_TEXT,
     MODES,
-    PROTOCOLS,
-    THRESHOLDS,
     UPSAMPLE,
     FieldSpec,
     check_field,
@@ -75,6 +73,7 @@ class Recipe:
     def __post_init__(self) -> None:
         for f in fields(self):  # every field against its row of FIELDS (type and range), then the cross-field rules
             check_field(f.name, getattr(self, f.name))
+            check_named(f.name, getattr(self, f.name))
         for name in ("steps", "bbm_steps"):
             a, b = getattr(self, name)
             if not 0 <= a < b:
@@ -127,6 +126,7 @@ def parse_field(key: str, value: Any) -> Any:
         raise field_error(key, value, f"{len(value)} characters, at most {MAX_TEXT}")
     out = _parse(key, value) if isinstance(value, str) else _normalise(key, value)
     check_field(key, out)
+    check_named(key, out)
     return out
 
 
@@ -363,9 +363,11 @@ NUETZEL2025_BBM = replace(NUETZEL2025, name="nuetzel2025-bbm", bbm="mixture")
 VILOURAS2024_FAST = replace(VILOURAS2024, name="vilouras2024-fast", grid="stride:9", steps=(40, 60))  # same t = 360..531, 3x fewer calls
 NUETZEL2025_FAST = replace(NUETZEL2025, name="nuetzel2025-fast", steps=(45, 50))  # last 5 of 50 steps (Nuetzel App. C: saturates after ~5)
 
-RECIPES: Registry[Recipe] = Registry("recipe")
-for _r in (VILOURAS2024, NUETZEL2025, NUETZEL2025_BBM, VILOURAS2024_FAST, NUETZEL2025_FAST):
-    RECIPES.register(_r.name, _r)
+# the built-in recipes, declared (a third party's ship under the entry-point group groundkit.recipes)
+RECIPES: Registry[Recipe] = Registry("recipe", group="groundkit.recipes", builtins={
+    r: f"groundkit.recipes:{v}" for r, v in (("vilouras2024", "VILOURAS2024"), ("nuetzel2025", "NUETZEL2025"),
+                                             ("nuetzel2025-bbm", "NUETZEL2025_BBM"), ("vilouras2024-fast", "VILOURAS2024_FAST"),
+                                             ("nuetzel2025-fast", "NUETZEL2025_FAST"))})
 PUBLISHED = ("vilouras2024", "nuetzel2025", "nuetzel2025-bbm")
 
 
@@ -376,6 +378,8 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
 
 
 def list_recipes() -> list[str]:
+    """Every registered recipe name (reads no file: a checkpoint's own default is listed once it is registered,
+    see ``groundkit.list_recipes(checkpoints=True)``)."""
     return RECIPES.names()
 
 

@@ -8,25 +8,23 @@ where a user gets the weights. The options a checkpoint may set are the ones its
 """
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from groundkit.core.bounds import option_problem
-from groundkit.core.registry import Registry
+from groundkit.core.registry import PluginError, PluginWarning, Registry, package_of, reason
 from groundkit.core.safeload import confined, escaping_link
 from groundkit.core.yamlfile import read_yaml, short
 from groundkit.recipes import RECIPES, Recipe, check_overrides, register_checkpoint_recipe
 
 __all__ = ["ADAPTERS", "CheckpointConfigError", "CheckpointEntry", "PluginError", "PluginWarning", "adapter_names",
-           "confined", "detect_adapter", "entry_for_verify", "folder_config", "get_adapter_class", "groundkit_home", "home_of",
-           "load_checkpoints", "plugin_status", "register_adapter", "resolve"]
+           "confined", "detect_adapter", "entry_for_verify", "folder_config", "get_adapter", "get_adapter_class", "groundkit_home",
+           "home_of", "list_adapters", "list_recipes", "load_checkpoints", "plugin_status", "register_adapter", "resolve"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_CHECKPOINTS = PACKAGE_DIR / "checkpoints.yaml"
@@ -44,102 +42,37 @@ class CheckpointConfigError(ValueError):
     """checkpoints.yaml is malformed; the message names the file and key."""
 
 
-class PluginError(ValueError):
-    """An installed adapter plugin cannot be used (its import fails); the message names its package."""
-
-
-class PluginWarning(UserWarning):
-    """A broken adapter plugin was skipped (one warning per package)."""
-
-
-def _import(target: str):
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-_BROKEN: dict[str, str] = {}  # adapter name -> "package X: why", for every plugin found broken in this process
-_PACKAGES: dict[str, str] = {}  # adapter name -> the distribution that declares it
-
-
-def _package(ep) -> str:
-    dist = getattr(ep, "dist", None)
-    name = getattr(dist, "name", None) if dist is not None else None
-    return name or ep.value.partition(":")[0]
-
-
-def _broken(name: str, why: str) -> str:
-    """Record a broken plugin and warn once (naming the package); returns the one-line reason."""
-    package = _PACKAGES.get(name, name)
-    line = f"adapter plugin {name!r} (package {package}) {why}"
-    if name not in _BROKEN:
-        _BROKEN[name] = line
-        warnings.warn(f"{line}; skipped (built-in families and other plugins still work)", PluginWarning, stacklevel=3)
-    return line
-
-
-def _why(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:200]}"
-
-
-def _plugin(ep, builtin: str | None):
-    """A lazy loader for one entry point: a failing import is recorded, warned about once and - for a plugin
-    that replaces a built-in family - falls back to the built-in; otherwise it raises PluginError."""
-    def load():
-        try:
-            return ep.load()
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a third party's import may raise anything
-            line = _broken(ep.name, f"fails to import ({_why(exc)})")
-            if builtin is not None:
-                return _import(builtin)
-            raise PluginError(line) from None
-    return load
-
-
-def _discovered() -> dict[str, Any]:
-    """Built-ins, then entry points (an installed package may replace a built-in; a broken one does not)."""
-    found: dict[str, Any] = {name: (lambda t=target: _import(t)) for name, target in _BUILTIN_ADAPTERS.items()}
-    try:
-        eps = list(metadata.entry_points(group="groundkit.adapters"))
-    except Exception as exc:  # noqa: BLE001 - a malformed *.dist-info must not break the built-ins
-        _broken("<entry points>", f"cannot be listed ({_why(exc)})")
-        eps = []
-    for ep in eps:
-        _PACKAGES.setdefault(ep.name, _package(ep))
-        found[ep.name] = _plugin(ep, _BUILTIN_ADAPTERS.get(ep.name))
-    return found
-
-
 def plugin_status() -> list[dict[str, str]]:
     """Every installed third-party ``groundkit.adapters`` plugin: name, package, target and ``error`` ('' when it
     imports and its ``detect()`` answers on an empty folder). Used by ``groundkit checkpoints list``."""
     try:
         eps = list(metadata.entry_points(group="groundkit.adapters"))
     except Exception as exc:  # noqa: BLE001
-        return [{"name": "<entry points>", "package": "?", "target": "", "error": _why(exc)}]
+        return [{"name": "<entry points>", "package": "?", "target": "", "error": reason(exc)}]
     out = []
     with tempfile.TemporaryDirectory(prefix="groundkit-probe-") as empty:
         for ep in eps:
-            _PACKAGES.setdefault(ep.name, _package(ep))
-            if _package(ep) == "groundkit":  # the built-in families' own entry points
+            ADAPTERS.packages.setdefault(ep.name, package_of(ep))
+            if package_of(ep) == "groundkit":  # the built-in families' own entry points
                 continue
-            row = {"name": ep.name, "package": _package(ep), "target": ep.value, "error": ""}
+            row = {"name": ep.name, "package": package_of(ep), "target": ep.value, "error": ""}
             try:
                 cls = ep.load()
             except (Exception, SystemExit) as exc:  # noqa: BLE001
-                row["error"] = f"fails to import ({_why(exc)})"
+                row["error"] = f"fails to import ({reason(exc)})"
             else:
                 try:
                     cls.detect(Path(empty))
                 except Exception as exc:  # noqa: BLE001
-                    row["error"] = f"detect() raises ({_why(exc)})"
-            if not row["error"] and ep.name in _BROKEN:
-                row["error"] = _BROKEN[ep.name].split(f"(package {row['package']}) ", 1)[-1]
+                    row["error"] = f"detect() raises ({reason(exc)})"
+            if not row["error"] and ep.name in ADAPTERS.broken:
+                row["error"] = ADAPTERS.broken[ep.name].split(f"(package {row['package']}) ", 1)[-1]
             out.append(row)
     return out
 
 
-ADAPTERS: Registry[type] = Registry("adapter", loader=_discovered)
+# built-ins, then entry points (an installed package may replace a built-in; a broken one does not)
+ADAPTERS: Registry[type] = Registry("adapter", builtins=_BUILTIN_ADAPTERS, group="groundkit.adapters")
 
 
 def register_adapter(name: str, cls: type) -> type:
@@ -147,12 +80,17 @@ def register_adapter(name: str, cls: type) -> type:
     return ADAPTERS.register(name, cls)
 
 
-def adapter_names() -> list[str]:
+def list_adapters() -> list[str]:
     return ADAPTERS.names()
 
 
-def get_adapter_class(name: str) -> type:
+def get_adapter(name: str) -> type:
+    """The adapter class registered under ``name`` (imported on first use)."""
     return ADAPTERS.get(name)
+
+
+adapter_names = list_adapters  # the older names, kept working
+get_adapter_class = get_adapter
 
 
 def adapter_options(name: str) -> dict[str, str]:
@@ -365,9 +303,9 @@ def detect_adapter(path: str | Path) -> str:
         try:
             found = bool(cls.detect(p))
         except Exception as exc:  # noqa: BLE001 - a third party's detect() may raise anything
-            if name in _BUILTIN_ADAPTERS and _PACKAGES.get(name, "groundkit") == "groundkit":
+            if ADAPTERS.is_builtin(name):
                 raise  # a built-in family's own bug is not a plugin to skip
-            _broken(name, f"raises in detect() ({_why(exc)})")
+            ADAPTERS.mark_broken(name, f"raises in detect() ({reason(exc)})")
             continue
         if found:
             hits.append(name)
@@ -439,6 +377,15 @@ def register_checkpoint_recipes(checkpoints_file: str | Path | None = None) -> l
         if entry.overrides:
             names.append(entry.default_recipe)
     return names
+
+
+def list_recipes(checkpoints: bool = False) -> list[str]:
+    """Every registered recipe name: the published and fast ones, yours and the entry points'. Reads no file
+    unless asked: ``checkpoints=True`` first registers each present checkpoint's own default (``<name>-default``,
+    from checkpoints.yaml and the folders' groundkit.yaml)."""
+    if checkpoints:
+        register_checkpoint_recipes()
+    return RECIPES.names()
 
 
 def recipe_of(entry: CheckpointEntry) -> Recipe:

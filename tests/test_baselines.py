@@ -4,7 +4,7 @@ import pytest
 
 import groundkit as gk
 from groundkit.core.geometry import Geometry
-from groundkit.evaluation.baselines import baseline_map, baseline_row
+from groundkit.bench.baselines import baseline_map, baseline_row
 
 
 def test_baseline_maps():

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import groundkit as gk
 from groundkit.cli import app
 from groundkit.data import synthetic
-from groundkit.evaluation.baselines import baseline_row
+from groundkit.bench.baselines import baseline_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "demo"))
 from validate import LATERAL, side_mass, side_of, swap_side

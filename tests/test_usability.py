@@ -161,7 +161,7 @@ def test_checkpoint_default_recipes_are_named_before_first_use():
     out = subprocess.run([sys.executable, "-m", "groundkit", "recipes", "show", "demo-default"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert re.search(r"^name\s+demo-default$", out.stdout, re.M) and "layers" in out.stdout
-    code = "import groundkit as gk; print('demo-default' in gk.list_recipes())"
+    code = "import groundkit as gk; print('demo-default' in gk.list_recipes(checkpoints=True))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "True"
 
 

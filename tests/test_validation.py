@@ -256,7 +256,7 @@ def broken_plugins(tmp_path, monkeypatch):
           "class Adapter:\n    name = 'broken-detect'\n    options = {}\n\n    @classmethod\n    def detect(cls, path):\n"
           "        raise RuntimeError('detect exploded')\n")
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(registry, "_BROKEN", {})
+    monkeypatch.setattr(registry.ADAPTERS, "broken", {})
     return site
 
 

@@ -40,7 +40,7 @@ from validate import LATERAL, side_mass, side_of, swap_side
 import groundkit as gk
 from groundkit.core.categories import CATEGORIES
 from groundkit.data import synthetic
-from groundkit.evaluation.baselines import baseline_row
+from groundkit.bench.baselines import baseline_row
 from groundkit.evaluation.protocols import aggregate
 
 DEMO = ROOT / "groundkit" / "assets" / "demo"

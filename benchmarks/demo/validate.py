@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import groundkit as gk
 from groundkit.data import synthetic
-from groundkit.evaluation.baselines import baseline_row
+from groundkit.bench.baselines import baseline_row
 from groundkit.evaluation.protocols import aggregate
 
 VALIDATION_SEED = 77

@@ -21,6 +21,7 @@ from groundkit.bench.configs import Config, merge_configs
 from groundkit.bench.rows import load_run, metric_value, read_dir_rows
 from groundkit.core.categories import ordered
 from groundkit.core.outdir import write_csv
+from groundkit.evaluation.protocols import get_protocol
 
 __all__ = ["Comparison", "compare", "select_config", "paired_bootstrap", "paired_rows"]
 
@@ -164,7 +165,7 @@ def _metric_rows(m, by_cat, protocol, n_boot, rng, q) -> list[dict[str, Any]]:
     n = np.array(counts, dtype=np.float64)
     ma, mb = np.array(means_a), np.array(means_b)
     overall = [(MACRO, np.ones_like(n), B.mean(axis=0))]
-    if protocol == "nuetzel":
+    if get_protocol(protocol).weighted_average:  # the published n_c²-weighted average
         w = n**2
         overall.append((WEIGHTED, w, (w[:, None] * B).sum(axis=0) / w.sum()))
     for name, w, bt in overall:

@@ -27,11 +27,18 @@ from groundkit.bench.configs import Config
 from groundkit.bench.rows import metric_value
 from groundkit.core.categories import ordered
 from groundkit.core.outdir import make_dirs, write_text
+from groundkit.evaluation.protocols import get_protocol
 
-__all__ = ["MAIN_METRIC", "GalleryItem", "select_gallery", "build_gallery", "write_report"]
+__all__ = ["GalleryItem", "main_metric", "select_gallery", "build_gallery", "write_report"]
 
-MAIN_METRIC = {"vilouras": "miou_thr", "nuetzel": "miou_fgbg"}
 TAGS = ("best", "median", "worst")
+
+
+def main_metric(cfg: Config) -> str:
+    """The metric a config's gallery ranks samples by: its protocol's main metric when the config computed it."""
+    metric = get_protocol(cfg.protocol).main_metric
+    return metric if metric in cfg.metrics else cfg.metrics[0]
+
 
 
 @dataclass
@@ -53,7 +60,7 @@ def _safe(name: str) -> str:
 
 def select_gallery(rows: Sequence[Mapping], cfg: Config, metric: str | None = None) -> list[tuple[str, str, dict]]:
     """[(category, tag, row)]: best, median and worst successful row per category (distinct samples)."""
-    metric = metric or MAIN_METRIC.get(cfg.protocol, cfg.metrics[0])
+    metric = metric or main_metric(cfg)
     by_cat: dict[str, list[dict]] = {}
     for r in rows:
         if cfg.owns(r) and not r.get("error") and math.isfinite(metric_value(r, metric)):
@@ -80,7 +87,7 @@ def build_gallery(out_dir: str | Path, rows: Sequence[Mapping], plans: Sequence[
     items: list[GalleryItem] = []
     for plan in plans:
         cfg = plan.config
-        metric = MAIN_METRIC.get(cfg.protocol, cfg.metrics[0])
+        metric = main_metric(cfg)
         picks = select_gallery(rows, cfg, metric)
         if not picks:
             continue

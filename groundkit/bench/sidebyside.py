@@ -19,6 +19,7 @@ import numpy as np
 from groundkit.bench.compare import MACRO, PER_SAMPLE, WEIGHTED, paired_rows
 from groundkit.bench.configs import Config
 from groundkit.core.categories import ordered
+from groundkit.evaluation.protocols import get_protocol
 
 __all__ = ["SideBySide", "side_by_side"]
 
@@ -70,7 +71,7 @@ def side_by_side(rows: Sequence[Mapping[str, Any]], configs: Sequence[Config], a
         diffs = {c.label: {(d["metric"], d["category"]): d for d in paired_rows(
             own[base.label], own[c.label], metrics, protocol, n_boot, np.random.default_rng(seed), level)} for c in others}
         cats = ordered({cat for c in cfgs for cat in aggregates[c.label].categories})
-        cats += [MACRO, PER_SAMPLE] + ([WEIGHTED] if protocol == "nuetzel" else [])
+        cats += [MACRO, PER_SAMPLE] + ([WEIGHTED] if get_protocol(protocol).weighted_average else [])
         csv_rows: list[dict] = []
         for m in metrics:
             header = ["Category", *[f"{c.label} (n)" for c in cfgs], *[f"Δ {c.label} − {base.label} [{level * 100:g}% CI]"

@@ -36,7 +36,7 @@ from groundkit.bench.rows import metric_value
 from groundkit.bench.sidebyside import side_by_side
 from groundkit.core.categories import CATEGORIES, NUETZEL_ORDER, VILOURAS_ORDER
 from groundkit.core.outdir import make_dirs, write_csv, write_text
-from groundkit.evaluation.protocols import Aggregate, aggregate
+from groundkit.evaluation.protocols import Aggregate, aggregate, get_protocol
 
 __all__ = ["Section", "Tables", "build_tables", "write_tables", "VILOURAS_ORDER", "NUETZEL_ORDER"]
 
@@ -166,8 +166,10 @@ def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_d
         data[cfg.label] = (ok, n_err)
         if ok:
             aggs[cfg.label] = aggregate(ok, cfg.metrics)
-    vil = [c for c in configs if c.protocol == "vilouras" and c.label in aggs]
-    nue = [c for c in configs if c.protocol == "nuetzel" and c.label in aggs]
+    # the published table layouts each protocol declares (MetricProtocol.paper_tables); a protocol that
+    # declares none gets the side-by-side and all-metrics tables only
+    by_layout = {layout: [c for c in configs if c.label in aggs and layout in get_protocol(c.protocol).paper_tables]
+                 for layout in PAPER_LAYOUTS}
     for cfg in configs:
         n_drop = dropped_rows(rows, cfg)
         if n_drop:
@@ -181,10 +183,9 @@ def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_d
     if missing:
         sections[0].notes.append("No successful rows yet for: " + ", ".join(missing) + ".")
     shown = refs if compare else {}
-    if vil:
-        _vilouras_table(vil, aggs, data, shown, sections, csvs, bars)
-    if nue:
-        _nuetzel_tables(nue, aggs, data, shown, sections, csvs, bars)
+    for layout, write in PAPER_LAYOUTS.items():
+        if by_layout[layout]:
+            write(by_layout[layout], aggs, data, shown, sections, csvs, bars)
     if not compare and refs:
         _reference_section(refs, sections)
     side, side_csvs = side_by_side(rows, configs, aggs)  # >= 2 configs of a protocol: paired bootstrap vs the first
@@ -237,7 +238,7 @@ def _vilouras_table(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
                 csv_rows.append({"source": "difference", "method": f"{cfg.label} - {VILOURAS_PAPER_METHOD}",
                                  "recipe_digest": cfg.recipe_digest, "metric": metric, **dict(zip(VILOURAS_ORDER, d)),
                                  "Avg": _diff(avg, pub.get("Avg")), "Avg_std": math.nan})
-            _bar(bars, "vilouras", metric, cfg, agg, ok, {c: (pub.get(c) / scale if pub and isinstance(pub.get(c), float) else None)
+            _bar(bars, cfg.protocol, metric, cfg, agg, ok, {c: (pub.get(c) / scale if pub and isinstance(pub.get(c), float) else None)
                                                         for c in agg.categories})
     for method, by_metric in published.items():
         for metric, name, scale, fmt in VILOURAS_METRICS:
@@ -308,11 +309,11 @@ def _nuetzel_tables(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
             sections.append(Section(f"{title}: {cfg.label}", header, out_rows, notes))
             if table.endswith("table1"):
                 for metric, short, _, _ in NUETZEL_METRICS:
-                    _bar(bars, "nuetzel", metric, cfg, agg, ok,
+                    _bar(bars, cfg.protocol, metric, cfg, agg, ok,
                          {c: (ref[c].get(f"{col}_{short}") if c in ref else None) for c in agg.categories})
                 for metric in cfg.metrics:
                     if metric not in dict((m[0], 1) for m in NUETZEL_METRICS):
-                        _bar(bars, "nuetzel", metric, cfg, agg, ok, {})
+                        _bar(bars, cfg.protocol, metric, cfg, agg, ok, {})
         csvs[table.replace("nuetzel2025_", "nuetzel_")] = csv_rows
         if ref:
             cols = [k for k in next(iter(ref.values())) if k != "category"]
@@ -332,6 +333,10 @@ def _reference_section(refs: Mapping[str, list[dict[str, Any]]], sections: list[
         cols = list(rows[0])
         sections.append(Section(f"Published {name}", cols, [[_fmt(r.get(k), "{:g}") if isinstance(r.get(k), float) else str(r.get(k, ""))
                                                              for k in cols] for r in rows], [], level=4))
+
+
+# published table layout (named by the protocols that declare it) -> the writer of its sections
+PAPER_LAYOUTS = {"vilouras2024_table1": _vilouras_table, "nuetzel2025_table1": _nuetzel_tables}
 
 
 def _bar(bars, protocol, metric, cfg, agg, ok, reference) -> None:

@@ -13,12 +13,9 @@ from groundkit.core.yamlfile import short
 
 MODES = ("gt-noised", "ddim-inversion")
 LATENTS = ("mean", "sample")
-# "multiotsu" is Otsu as the published Vilouras code computes it (skimage threshold_multiotsu with
-# 2 classes), which can land one histogram bin above threshold_otsu ("otsu").
-THRESHOLDS = ("otsu", "multiotsu", "gmm", "none")
-BBM_VARIANTS = ("mixture", "linear", "quadratic")
 UPSAMPLE = ("bilinear", "nearest")
-PROTOCOLS = ("vilouras", "nuetzel")
+# threshold, bbm, protocol and tokens name a registered choice: checked as text here, and the name against its
+# registry by groundkit.choices.check_named, so that a threshold or protocol a third party registers is accepted
 
 MAX_GRID = 10_000  # entries of a timestep grid: leading:N and stride:K take 1 <= N, K <= MAX_GRID
 MAX_LAYER_INDEX = 1023  # layer indices 0..1023 (no U-Net has more cross-attention layers)
@@ -88,13 +85,16 @@ FIELDS: dict[str, FieldSpec] = {
                        "window of grid steps that is aggregated", _window),
     "layers": FieldSpec("layer selector", f"all | indices 0..{MAX_LAYER_INDEX} (3,4,6,7 or 2-7) | a resolution (16x16) | "
                         "a part (down, mid, up) | both (up:16x16) | IDX@SEL | A|B", "cross-attention layers", _layers),
-    "tokens": FieldSpec("token filter", "all | lexical | disease | words:w1,w2", "which tokens' maps are averaged", _text),
+    "tokens": FieldSpec("token filter", "a registered filter: all | lexical | disease | words:w1,w2 | ...",
+                        "which tokens' maps are averaged", _text),
     "layer_norm": FieldSpec(*_BOOL, "min-max every (step, layer) map before averaging", lambda v: isinstance(v, bool)),
     "upsample": _choice(UPSAMPLE, "how layer maps reach the common grid"),
     "sigma": FieldSpec("number or none", f"finite, 0 <= sigma <= {MAX_SIGMA:g}, or none", "Gaussian smoothing of the map",
                        lambda v: v is None or (is_num(v) and math.isfinite(v) and 0 <= v <= MAX_SIGMA)),
-    "threshold": _choice(THRESHOLDS, "post-processing threshold"),
-    "bbm": _choice(BBM_VARIANTS, "Bimodal Bias Merging variant", optional=True),
+    "threshold": FieldSpec("one of", "the registered thresholds: otsu | multiotsu | gmm | none | ...",
+                           "post-processing threshold", _text),
+    "bbm": FieldSpec("one of", "the registered BBM variants: mixture | linear | quadratic | ..., or none",
+                     "Bimodal Bias Merging variant", lambda v: v is None or _text(v)),
     "bbm_steps": FieldSpec("START:END", f"0 <= START < END <= {MAX_GRID}", "window of both BBM passes", _window),
     "guidance_scale": FieldSpec("number", f"finite, 0 <= guidance_scale <= {MAX_GUIDANCE:g}",
                                 "classifier-free guidance of BBM's text-only pass",
@@ -102,7 +102,7 @@ FIELDS: dict[str, FieldSpec] = {
     "latent": _choice(LATENTS, "GT-noised z0: the VAE posterior mean or a fresh sample"),
     "map_fp16": FieldSpec(*_BOOL, "replicate the published float16 casts", lambda v: isinstance(v, bool)),
     "drop_empty": FieldSpec(*_BOOL, "benchmark: drop samples whose token filter selects nothing", lambda v: isinstance(v, bool)),
-    "protocol": _choice(PROTOCOLS, "evaluation protocol"),
+    "protocol": FieldSpec("one of", "the registered protocols: vilouras | nuetzel | ...", "evaluation protocol", _text),
     "seed": FieldSpec("integer", f"0 <= seed < {SEED_LIMIT} = 2**32", "random seed (noise, GMM)",
                       lambda v: is_int(v) and 0 <= v < SEED_LIMIT),
     "batch_size": FieldSpec("integer or auto", f"0 <= batch_size <= {MAX_BATCH}; 0 or auto = automatic", "U-Net batch items per forward",

@@ -1,7 +1,7 @@
 """From captured maps to the recipe's heatmap and mask (docs/protocols.md §5), in crop space.
 
 Written once for every adapter: the window is aggregated, optionally smoothed, min-maxed,
-optionally merged with the text-only pass (BBM) and thresholded (Otsu or GMM).
+optionally merged with the text-only pass (BBM) and thresholded by the recipe's registered threshold.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from groundkit.choices import get_threshold
 from groundkit.core.geometry import resize
 from groundkit.engine import postprocess as pp
 from groundkit.engine.maps import AttentionMaps
@@ -58,12 +59,9 @@ def bbm_merge(a: np.ndarray, maps: AttentionMaps, text_maps: AttentionMaps, reci
     return pp.bbm(a, m, s, variant=recipe.bbm, fp16=fp16), s
 
 
-def threshold(h: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
-    if recipe.threshold in ("otsu", "multiotsu"):
-        return pp.otsu(h, method=recipe.threshold)
-    if recipe.threshold == "gmm":
-        return h, pp.gmm(h, seed=recipe.seed, fp16=recipe.map_fp16)
-    return h, h >= 0.5  # no threshold: the map itself, and a documented mid-range mask
+def threshold(h: np.ndarray, recipe: Recipe, raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The recipe's registered threshold (groundkit.choices.THRESHOLDS): (output map, bool mask)."""
+    return get_threshold(recipe.threshold)(h, recipe, raw)
 
 
 def make_heatmap(maps: AttentionMaps, recipe: Recipe, image_size: int, text_maps: AttentionMaps | None = None,
@@ -79,10 +77,7 @@ def make_heatmap(maps: AttentionMaps, recipe: Recipe, image_size: int, text_maps
         # As published: the GMM is fitted to the un-normalised merged map (values up to 1.5) and the
         # continuous metrics see its min-max; groundkit's heatmap is that min-max, always in [0, 1].
         h = pp.minmax_fp16(merged) if recipe.map_fp16 else pp.minmax(merged)
-        if recipe.threshold == "gmm":
-            out, mask = h, pp.gmm(merged, seed=recipe.seed, fp16=recipe.map_fp16)
-        else:
-            out, mask = threshold(h, recipe)
+        out, mask = threshold(h, recipe, raw=merged)
     else:
         out, mask = threshold(h, recipe)
     if out.shape[0] != image_size:

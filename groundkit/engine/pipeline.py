@@ -4,7 +4,8 @@
 recipe knobs being compared: image latents, unconditional inversion trajectories (per image)
 and BBM text-only passes (per phrase and seed). Grounding several phrases of one report with
 `ground_many` runs the phrase-independent work once and batches the phrases' U-Net calls.
-It talks to the model family only through the Adapter protocol.
+It talks to the model family only through the Adapter protocol. Grounding a radiology report (parse, then
+ground its positive findings) is the API's: :class:`groundkit.api.GroundingModel` adds ``ground_report``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 
 from groundkit.data.images import load_image
 from groundkit.engine import confidence
-from groundkit.engine.contrast import CONTRAST_MODES, check_contrast, contrast_scores
+from groundkit.engine.contrast import check_contrast, contrast_scores
 from groundkit.engine.contrast import describe as describe_contrast
 from groundkit.engine.heatmap import make_heatmap
 from groundkit.engine.maps import AttentionMaps
@@ -223,58 +224,6 @@ class GroundingModel:
         total = time.perf_counter() - t0
         for g in out:
             g.info["timings"]["total_seconds_batch"] = total
-        return out
-
-    def ground_report(self, image, report: str, recipe: str | Recipe | None = None, *, contrast: str = "findings",
-                      use_spacy: bool | None = None, progress: bool = False, min_confidence: float | None = None,
-                      **overrides: Any):
-        """Ground every positive finding of a radiology report in one image, in ONE batched call that shares
-        the per-image work; negated findings are listed, not grounded. Returns a ReportGrounding.
-
-        ``contrast="findings"`` (the default) computes each positive finding's map against the other findings'
-        (groundkit.engine.contrast; a report with one positive finding gets exactly its own map), ``"none"``
-        grounds each finding on its own."""
-        return self.ground_report_contrasts(image, report, recipe, contrasts=(contrast,), use_spacy=use_spacy,
-                                            progress=progress, min_confidence=min_confidence,
-                                            **overrides)[check_contrast(contrast)]
-
-    def ground_report_contrasts(self, image, report: str, recipe: str | Recipe | None = None, *,
-                                contrasts: Sequence[str] = CONTRAST_MODES, use_spacy: bool | None = None,
-                                progress: bool = False, min_confidence: float | None = None, **overrides: Any) -> dict:
-        """``ground_report`` once per contrast mode, all from ONE captured pass (the U-Net calls are those of
-        one report): {mode: ReportGrounding}. What the report benchmark compares."""
-        from groundkit.core.categories import CATEGORIES
-        from groundkit.report_grounding import PALETTE, GroundedFinding, ReportGrounding
-        from groundkit.reports import parse_report
-
-        modes = list(dict.fromkeys(check_contrast(c) for c in contrasts))
-        if not modes:
-            raise ValueError("contrasts: name at least one contrast mode")
-        t0 = time.perf_counter()
-        parsed = parse_report(report, use_spacy=use_spacy)
-        resolved = self.resolve(recipe, **overrides)
-        r = resolved.recipe
-        confidence.require(self.entry, r, min_confidence)
-        prep = self.prepare(image)
-        todo_idx = [i for i, f in enumerate(parsed.findings) if not f.negated]
-        phrases = [parsed.findings[i].phrase for i in todo_idx]
-        cats = [parsed.findings[i].category if parsed.findings[i].category in CATEGORIES else None for i in todo_idx]
-        captured = self.capture(prep, phrases, r, categories=cats, progress=progress) if todo_idx else None
-        out = {}
-        for mode in modes:
-            found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
-            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0) if todo_idx else []
-            confidence.abstain(gs, min_confidence)
-            for i, g in zip(todo_idx, gs):
-                found[i].grounding = g
-            total = captured.calls if captured is not None else 0
-            info = {"checkpoint": self.entry.name, "recipe": r.name, "recipe_digest": r.digest(),
-                    "seconds": round(time.perf_counter() - t0, 3), "unet_calls_total": total,
-                    "unet_calls_per_finding": total / len(todo_idx) if todo_idx else 0,
-                    "unet_forwards": captured.forwards if captured is not None else 0,
-                    "findings_grounded": len(todo_idx), "findings_negated": len(found) - len(todo_idx),
-                    "contrast": describe_contrast(mode, len(todo_idx)), "groundkit": versions()["groundkit"]}
-            out[mode] = ReportGrounding(report, parsed, found, prep.image, info)
         return out
 
     def capture(self, prep: _Prepared, phrases, r: Recipe, categories, token_maps=False, progress=False) -> Captured:

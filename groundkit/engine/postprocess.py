@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
+from groundkit.choices import BBM_VARIANTS, get_bbm_variant
 from groundkit.core.checks import as_float as _as_float
 from groundkit.core.checks import finite_values as _finite_values
 
@@ -36,8 +37,6 @@ __all__ = [
     "bbm_matrix_map",
     "BBM_VARIANTS",
 ]
-
-BBM_VARIANTS = ("mixture", "linear", "quadratic")
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,8 +238,7 @@ def bbm(A, M, s: float, variant: str = "mixture", fp16: bool = False) -> np.ndar
 
     Not renormalised (values reach 1.5), as published. ``fp16=True`` evaluates it on float16 maps in the
     published operation order (float16 rounding after every operation)."""
-    if variant not in BBM_VARIANTS:
-        raise ValueError(f"bbm: unknown variant {variant!r}; expected one of {BBM_VARIANTS}")
+    merge = get_bbm_variant(variant)  # unknown: the error lists the registered variants
     A = _as_float(A, "A", allow_nan=False)
     M = _as_float(M, "M", allow_nan=False)
     if A.shape != M.shape:
@@ -249,12 +247,7 @@ def bbm(A, M, s: float, variant: str = "mixture", fp16: bool = False) -> np.ndar
         import torch
 
         A, M = torch.from_numpy(A).half(), torch.from_numpy(M).half()
-    if variant == "mixture":
-        P = 2 * (1 - s) * s * ((M + A + (M * A)) / 2) + ((1 - s) ** 2) * A + (s**2) * M
-    elif variant == "linear":
-        P = s * M + (1 - s) * A
-    else:
-        P = 2 * (1 - s) * s * (M * A) + ((1 - s) ** 2) * A + (s**2) * M
+    P = merge(A, M, s)
     return P.double().numpy() if fp16 else P
 
 

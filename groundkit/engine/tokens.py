@@ -23,6 +23,10 @@ positions and a uniform weight vector over them. Specs (strings, as they appear 
 ``start``
     The start token only (BBM's "image bias", Nuetzel eq. 2).
 
+Each filter is an entry of the token-filter registry (:data:`groundkit.choices.TOKEN_FILTERS`; the built-ins
+are in :mod:`groundkit.engine.token_filters`): the name before the first ``:`` picks it, the words after it are
+its arguments, and a filter registered by a third party is used the same way (docs/registries.md).
+
 Every fallback is recorded in :class:`TokenSelection.fallback` and shown by :func:`explain`.
 
 Words are the tokenizer's words (``TextBatch.word_ids`` / ``word_spans``, from a fast tokenizer's
@@ -40,10 +44,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
+from groundkit.choices import get_token_filter, split_token_spec
 from groundkit.core.types import TextBatch
 from groundkit.engine.lexical import (
     AUXILIARIES,
@@ -60,6 +65,8 @@ __all__ = [
     "DISEASE_KEYWORDS",
     "FUNCTION_WORDS",
     "LY_NON_ADVERBS",
+    "Picked",
+    "PhraseView",
     "SPECS",
     "TokenSelection",
     "content_words",
@@ -74,7 +81,7 @@ __all__ = [
     "token_weights_batch",
 ]
 
-SPECS = ("all", "lexical", "disease", "words:<w1>,<w2>,...", "start")
+SPECS = ("all", "lexical", "disease", "words:<w1>,<w2>,...", "start")  # the built-ins (groundkit.list_token_filters(): every one)
 
 # --------------------------------------------------------------------------------------------
 # Disease keywords (MS-CXR categories). Case-insensitive substring of a tokenizer word.
@@ -109,11 +116,40 @@ def disease_keywords(category: str | None) -> tuple[str, ...]:
 # Selection
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class PhraseView:
+    """What a filter sees of one phrase: its tokenizer words, which token positions belong to each word
+    (empty: truncated away) and the sample's category (None for a phrase typed by hand)."""
+
+    spec: str  # the recipe's tokens field, for error messages
+    phrase: str
+    words: list[str]
+    spans: list[tuple[int, int]]
+    word_pos: list[list[int]]
+    all_pos: list[int]  # every word token (no start/end/pad token)
+    all_words: list[int]  # every word that kept at least one token
+    start_index: int
+    n_tokens: int
+    category: str | None = None
+
+
+@dataclass
+class Picked:
+    """A filter's answer: token positions and the indices of the words they belong to."""
+
+    positions: Sequence[int]
+    word_idx: Sequence[int]
+    fallback: str | None = None  # why it fell back to every word, None if it did not
+    backend: str | None = None  # the lexical backend, for filters that use one
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+
+@dataclass(frozen=True)
 class TokenSelection:
     """The outcome of one token filter on one phrase."""
 
     spec: str  # as requested
-    kind: str  # "all" | "lexical" | "disease" | "words" | "start"
+    kind: str  # the filter's registered name: "all" | "lexical" | "disease" | "words" | "start" | a registered one
     n_tokens: int  # N, length of the (padded) sequence
     positions: tuple[int, ...]  # selected token positions, ascending
     tokens: tuple[str, ...]  # token strings at those positions
@@ -171,110 +207,23 @@ def _phrase_view(text: TextBatch, b: int):
     return phrase, tokens, word_ids, spans, special, word_pos
 
 
-def _parse_spec(spec: str) -> tuple[str, list[str]]:
-    s = spec.strip()
-    low = s.lower()
-    for prefix in ("words:", "words="):
-        if low.startswith(prefix):
-            body = s[len(prefix):].strip()
-            if body.startswith("[") and body.endswith("]"):
-                body = body[1:-1]
-            entries = [e.strip().strip("'\"").strip() for e in body.split(",")]
-            entries = [e for e in entries if e]
-            if not entries:
-                raise ValueError(f"token filter {spec!r}: no words given (expected 'words:w1,w2')")
-            return "words", entries
-    if low in ("all", "lexical", "disease", "start"):
-        return low, []
-    raise ValueError(f"unknown token filter {spec!r}; expected one of {', '.join(SPECS)}")
-
-
-def _match_entry(entry: str, phrase: str, spans: Sequence[tuple[int, int]]) -> list[int]:
-    """Indices of the words covered by every word-aligned, case-insensitive occurrence of ``entry``."""
-    starts = {s: k for k, (s, _) in enumerate(spans)}
-    ends = {e: k for k, (_, e) in enumerate(spans)}
-    hits: list[int] = []
-    pat = re.compile(re.escape(entry), re.IGNORECASE)
-    pos = 0
-    while True:
-        m = pat.search(phrase, pos)
-        if m is None:
-            break
-        if m.start() in starts and m.end() in ends:
-            hits.extend(range(starts[m.start()], ends[m.end()] + 1))
-        pos = m.start() + 1
-    return hits
-
-
 def select_tokens(text: TextBatch, b: int, spec: str, category: str | None = None) -> TokenSelection:
-    """Apply token filter ``spec`` to phrase ``b`` of ``text`` (see the module docstring)."""
-    kind, entries = _parse_spec(spec)
+    """Apply token filter ``spec`` to phrase ``b`` of ``text`` (see the module docstring): the filter named
+    before the first ``:`` comes from the registry (groundkit.choices.TOKEN_FILTERS), the rest are its words."""
+    kind, args = split_token_spec(spec)
+    filt = get_token_filter(kind)  # an unknown name: the error lists the registered filters
     phrase, tokens, word_ids, spans, special, word_pos = _phrase_view(text, b)
     n = len(tokens)
     words = [phrase[s:e] for s, e in spans]
-
-    def make(positions, word_idx, fallback=None, backend=None, **extra):
-        positions = tuple(sorted(set(positions)))
-        return TokenSelection(
-            spec=spec, kind=kind, n_tokens=n, positions=positions, tokens=tuple(tokens[p] for p in positions),
-            words=tuple(words[k] for k in sorted(set(word_idx))), fallback=fallback, backend=backend, extra=extra,
-        )
-
-    all_pos = [i for i in range(n) if not special[i] and word_ids[i] is not None]
-    all_words = [k for k in range(len(spans)) if word_pos[k]]
-
-    if kind == "start":
-        if not 0 <= text.start_index < n:
-            raise ValueError(f"start_index {text.start_index} outside the sequence of {n} tokens")
-        return make([text.start_index], [])
-
-    if not all_pos:
-        raise ValueError(f"phrase {b} ({phrase!r}) has no word token to select")
-
-    if kind == "all":
-        return make(all_pos, all_words)
-
-    if kind == "lexical":
-        backend = lexical_backend()
-        keep = content_words(phrase, spans, backend)
-        kept = [k for k in range(len(spans)) if keep[k] and word_pos[k]]
-        if not kept:
-            return make(all_pos, all_words, fallback="no content word", backend=backend)
-        return make([word_pos[k][0] for k in kept], kept, backend=backend)
-
-    if kind == "disease":
-        if category is None:  # no category given: the keywords of every category the phrase names
-            inferred = [c for c in DISEASE_KEYWORDS if any(kw in w.lower() for kw in DISEASE_KEYWORDS[c] for w in words)]
-            hit = [k for k in all_words if any(kw in words[k].lower() for c in inferred for kw in DISEASE_KEYWORDS[c])]
-            if not hit:
-                return make(all_pos, all_words, fallback="no category, and no category's keyword in the phrase")
-            return make([p for k in hit for p in word_pos[k]], hit, inferred_categories=inferred)
-        keywords = disease_keywords(category)
-        if not keywords:
-            return make(all_pos, all_words, fallback=f"no keywords for category {category!r}", category=category)
-        hit = [k for k in all_words if any(kw in words[k].lower() for kw in keywords)]
-        if not hit:
-            return make(all_pos, all_words, fallback=f"no {category} keyword in phrase", category=category)
-        return make([p for k in hit for p in word_pos[k]], hit, category=category, keywords=list(keywords))
-
-    # kind == "words"
-    chosen: list[int] = []
-    missing, truncated = [], []
-    for entry in entries:
-        idx = _match_entry(entry, phrase, spans)
-        if not idx:
-            missing.append(entry)
-        elif not any(word_pos[k] for k in idx):
-            truncated.append(entry)
-        chosen.extend(k for k in idx if word_pos[k])
-    if missing or truncated:
-        msg = []
-        if missing:
-            msg.append(f"word(s) {', '.join(repr(m) for m in missing)} not in phrase {phrase!r}")
-        if truncated:
-            msg.append(f"word(s) {', '.join(repr(m) for m in truncated)} truncated away by the tokenizer")
-        raise ValueError(f"token filter {spec!r}: " + "; ".join(msg) + f" (words: {[w for w in words]})")
-    return make([p for k in chosen for p in word_pos[k]], chosen)
+    view = PhraseView(spec=spec, phrase=phrase, words=words, spans=list(spans), word_pos=word_pos,
+                      all_pos=[i for i in range(n) if not special[i] and word_ids[i] is not None],
+                      all_words=[k for k in range(len(spans)) if word_pos[k]], start_index=text.start_index,
+                      n_tokens=n, category=category)
+    got = filt(view, args)
+    positions = tuple(sorted(set(got.positions)))
+    return TokenSelection(spec=spec, kind=kind, n_tokens=n, positions=positions, tokens=tuple(tokens[p] for p in positions),
+                          words=tuple(words[k] for k in sorted(set(got.word_idx))), fallback=got.fallback,
+                          backend=got.backend, extra=dict(got.extra))
 
 
 def token_weights(text: TextBatch, b: int, spec: str, category: str | None = None) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The two published evaluation protocols and their aggregation (docs/protocols.md §6).
+"""The two published evaluation protocols and their aggregation (docs/protocols.md §6); more are registered
+by name (groundkit.choices.PROTOCOLS, docs/registries.md).
 
 A protocol turns one heatmap (crop space, as the model sees the image) plus the sample's boxes
 (original pixels) into a dict of named metrics. The two papers differ in where they evaluate and
@@ -20,12 +21,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from groundkit.choices import PROTOCOLS, get_protocol_class
 from groundkit.core.categories import CATEGORIES, ordered
 from groundkit.core.geometry import Geometry, to_original
 from groundkit.evaluation import metrics as M
 
 __all__ = [
     "CATEGORIES",
+    "MetricProtocol",
     "VilourasProtocol",
     "NuetzelProtocol",
     "PROTOCOLS",
@@ -72,11 +75,32 @@ def _check_crop_inputs(heatmap_crop, mask_crop, geometry: Geometry, need_mask: b
 
 
 @dataclass(frozen=True)
-class VilourasProtocol:
+class MetricProtocol:
+    """What the benchmark reads of a protocol (a registered protocol subclasses this): its metrics, the one
+    its report ranks samples by, whether its summary has the published n_c²-weighted average, and which
+    published table layouts its numbers can be set beside (``bench.tables``; a new protocol has none)."""
+
+    name: str = "custom"
+    metrics: tuple[str, ...] = ()
+    weighted_average: bool = False
+    paper_tables: tuple[str, ...] = ()
+
+    @property
+    def main_metric(self) -> str:
+        return self.metrics[0]
+
+    def evaluate(self, heatmap_crop, mask_crop, geometry: Geometry, boxes) -> dict[str, float]:
+        """{metric: value} plus ``n_boxes`` and ``n_boxes_dropped`` for one sample (NaN without boxes)."""
+        raise NotImplementedError(f"protocol {self.name!r}: evaluate() is not written")
+
+
+@dataclass(frozen=True)
+class VilourasProtocol(MetricProtocol):
     """Vilouras et al. 2024: evaluate in original pixels on the continuous (Otsu-cut) map."""
 
     name: str = "vilouras"
     metrics: tuple[str, ...] = ("miou_thr", "cnr_abs", "cnr", "auroc_binned5")
+    paper_tables: tuple[str, ...] = ("vilouras2024_table1", "vilouras2024_table2")
     thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
 
     def evaluate(self, heatmap_crop, mask_crop, geometry: Geometry, boxes) -> dict[str, float]:
@@ -98,11 +122,13 @@ class VilourasProtocol:
 
 
 @dataclass(frozen=True)
-class NuetzelProtocol:
+class NuetzelProtocol(MetricProtocol):
     """Nuetzel et al. 2025: evaluate in crop space with the GMM mask and the min-max map."""
 
     name: str = "nuetzel"
     metrics: tuple[str, ...] = ("miou_fgbg", "cnr", "top1", "auroc")
+    weighted_average: bool = True  # the published "Weighted Avg." (class means weighted by n_c²)
+    paper_tables: tuple[str, ...] = ("nuetzel2025_table1", "nuetzel2025_table3")
 
     def evaluate(self, heatmap_crop, mask_crop, geometry: Geometry, boxes) -> dict[str, float]:
         """heatmap_crop: size x size min-max map; mask_crop: bool GMM mask; boxes: original px."""
@@ -125,17 +151,9 @@ class NuetzelProtocol:
         return out
 
 
-PROTOCOLS = {"vilouras": VilourasProtocol, "nuetzel": NuetzelProtocol}
-_ALIASES = {"vilouras2024": "vilouras", "nuetzel2025": "nuetzel", "nutzel": "nuetzel", "nützel": "nuetzel"}
-
-
-def get_protocol(name: str):
-    """Protocol instance by name ("vilouras", "nuetzel"; "vilouras2024"/"nuetzel2025" also work)."""
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; expected one of {sorted(PROTOCOLS)}")
-    return PROTOCOLS[key]()
+def get_protocol(name: str) -> MetricProtocol:
+    """Protocol instance by name (``groundkit.list_protocols()``; "vilouras2024"/"nuetzel2025" also work)."""
+    return get_protocol_class(name)()
 
 
 # --------------------------------------------------------------------------------------------

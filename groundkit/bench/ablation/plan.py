@@ -79,7 +79,7 @@ def make_plan(model, base_recipe, layer_windows, step_windows, posts, metrics, l
     posts = list(dict.fromkeys(posts))
     for p in posts:
         if p not in THRESHOLDS:
-            raise ValueError(f"post {p!r}: expected one of {THRESHOLDS} or 'recipe'")
+            raise ValueError(f"post {p!r}: expected a registered threshold ({', '.join(THRESHOLDS)}) or 'recipe'")
     proto = get_protocol(r.protocol)
     ms = tuple(METRIC_ALIASES.get(m, m) for m in (metrics or proto.metrics))
     bad = [m for m in ms if m not in proto.metrics]

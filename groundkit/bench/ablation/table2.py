@@ -5,6 +5,7 @@ import math
 from typing import TYPE_CHECKING
 
 from groundkit.bench.ablation.windows import Cell, layers_label, steps_label
+from groundkit.evaluation.protocols import get_protocol
 
 if TYPE_CHECKING:
     from groundkit.bench.ablation.result import AblationResult
@@ -60,7 +61,7 @@ def vilouras_table2(result: AblationResult, reference: str | Path | None = None)
 
     Returns (rows, markdown) or None when the protocol is not Vilouras', the reference is missing or
     no setup is in the grid. mIoU is shown in percent as published; cnr is the signed CNR."""
-    if result.protocol != "vilouras":
+    if "vilouras2024_table2" not in get_protocol(result.protocol).paper_tables:
         return None
     path = Path(reference) if reference is not None else reference_file()
     if path is None or not path.is_file():
