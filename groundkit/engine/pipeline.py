@@ -23,6 +23,8 @@ from groundkit.data.images import load_image
 from groundkit.engine import confidence
 from groundkit.engine.contrast import CONTRAST_MODES, check_contrast, contrast_scores
 from groundkit.engine.contrast import describe as describe_contrast
+from groundkit.engine.side_prior import check_side_prior
+from groundkit.engine.side_prior import describe as describe_side_prior
 from groundkit.engine.heatmap import make_heatmap
 from groundkit.engine.maps import AttentionMaps
 from groundkit.engine.capture import Captured, capture_images
@@ -193,10 +195,11 @@ class GroundingModel:
         return out
 
     def _groundings(self, prep: _Prepared, phrases: list[str], captured: Captured, resolved: Resolved, contrast: str,
-                    token_maps: bool, t0: float) -> list[Grounding]:
-        """One Grounding per phrase from one capture (post-processing only: no U-Net call)."""
+                    token_maps: bool, t0: float, sides: Sequence[str | None] | None = None) -> list[Grounding]:
+        """One Grounding per phrase from one capture (post-processing only: no U-Net call). ``sides``: the
+        report's side per phrase for the side prior (report flow only; None: no side prior)."""
         r = resolved.recipe
-        scores = contrast_scores(captured.maps, r, self.adapter.image_size) if contrast == "findings" else None
+        scores = contrast_scores(captured.maps, r, self.adapter.image_size, contrast=contrast == "findings", sides=sides)
         out = []
         for p, phrase in enumerate(phrases):
             maps, text_maps = captured.maps[p], (captured.text_maps[p] if captured.text_maps else None)
@@ -216,6 +219,8 @@ class GroundingModel:
                 "unet_calls_total": captured.calls, "unet_forwards": captured.forwards,
                 "phrases_in_batch": len(phrases), "timings": dict(captured.timings), "cache": dict(captured.cache),
                 "bbm_similarity": hm.bbm_similarity, "contrast": describe_contrast(contrast, len(phrases)),
+                "side_prior": {**describe_side_prior(sides is not None, [sides[p]] if sides else []),
+                               "side": sides[p] if sides else None},
                 "recipe_provenance": resolved.to_dict(), "versions": versions(),
             }
             out.append(Grounding(phrase, hm.heatmap, hm.mask, prep.geometry, r, info, words, prep.image))
@@ -226,29 +231,42 @@ class GroundingModel:
         return out
 
     def ground_report(self, image, report: str, recipe: str | Recipe | None = None, *, contrast: str = "findings",
-                      use_spacy: bool | None = None, progress: bool = False, min_confidence: float | None = None,
-                      **overrides: Any):
+                      side_prior: bool = True, use_spacy: bool | None = None, progress: bool = False,
+                      min_confidence: float | None = None, **overrides: Any):
         """Ground every positive finding of a radiology report in one image, in ONE batched call that shares
         the per-image work; negated findings are listed, not grounded. Returns a ReportGrounding.
 
         ``contrast="findings"`` (the default) computes each positive finding's map against the other findings'
         (groundkit.engine.contrast; a report with one positive finding gets exactly its own map), ``"none"``
-        grounds each finding on its own."""
-        return self.ground_report_contrasts(image, report, recipe, contrasts=(contrast,), use_spacy=use_spacy,
-                                            progress=progress, min_confidence=min_confidence,
+        grounds each finding on its own. ``side_prior`` (default on) weights each finding's map towards the
+        side its report names (groundkit.engine.side_prior), with contrast on or off."""
+        return self.ground_report_contrasts(image, report, recipe, contrasts=(contrast,), side_prior=side_prior,
+                                            use_spacy=use_spacy, progress=progress, min_confidence=min_confidence,
                                             **overrides)[check_contrast(contrast)]
 
     def ground_report_contrasts(self, image, report: str, recipe: str | Recipe | None = None, *,
-                                contrasts: Sequence[str] = CONTRAST_MODES, use_spacy: bool | None = None,
-                                progress: bool = False, min_confidence: float | None = None, **overrides: Any) -> dict:
+                                contrasts: Sequence[str] = CONTRAST_MODES, side_prior: bool = True,
+                                use_spacy: bool | None = None, progress: bool = False,
+                                min_confidence: float | None = None, **overrides: Any) -> dict:
         """``ground_report`` once per contrast mode, all from ONE captured pass (the U-Net calls are those of
-        one report): {mode: ReportGrounding}. What the report benchmark compares."""
+        one report): {mode: ReportGrounding}."""
+        check_side_prior(side_prior)
+        variants = [(check_contrast(c), side_prior) for c in contrasts]
+        out = self.ground_report_variants(image, report, recipe, variants=variants, use_spacy=use_spacy,
+                                          progress=progress, min_confidence=min_confidence, **overrides)
+        return {mode: rg for (mode, _), rg in out.items()}
+
+    def ground_report_variants(self, image, report: str, recipe: str | Recipe | None = None, *,
+                               variants: Sequence[tuple[str, bool]], use_spacy: bool | None = None,
+                               progress: bool = False, min_confidence: float | None = None, **overrides: Any) -> dict:
+        """``ground_report`` once per (contrast mode, side prior) pair, all from ONE captured pass:
+        {(mode, side_prior): ReportGrounding}. What the report benchmark compares."""
         from groundkit.core.categories import CATEGORIES
         from groundkit.report_grounding import PALETTE, GroundedFinding, ReportGrounding
         from groundkit.reports import parse_report
 
-        modes = list(dict.fromkeys(check_contrast(c) for c in contrasts))
-        if not modes:
+        variants = list(dict.fromkeys((check_contrast(c), check_side_prior(sp)) for c, sp in variants))
+        if not variants:
             raise ValueError("contrasts: name at least one contrast mode")
         t0 = time.perf_counter()
         parsed = parse_report(report, use_spacy=use_spacy)
@@ -261,9 +279,10 @@ class GroundingModel:
         cats = [parsed.findings[i].category if parsed.findings[i].category in CATEGORIES else None for i in todo_idx]
         captured = self.capture(prep, phrases, r, categories=cats, progress=progress) if todo_idx else None
         out = {}
-        for mode in modes:
+        for mode, side_prior in variants:
+            sides = [parsed.findings[i].side for i in todo_idx] if side_prior else None
             found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
-            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0) if todo_idx else []
+            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0, sides) if todo_idx else []
             confidence.abstain(gs, min_confidence)
             for i, g in zip(todo_idx, gs):
                 found[i].grounding = g
@@ -273,8 +292,9 @@ class GroundingModel:
                     "unet_calls_per_finding": total / len(todo_idx) if todo_idx else 0,
                     "unet_forwards": captured.forwards if captured is not None else 0,
                     "findings_grounded": len(todo_idx), "findings_negated": len(found) - len(todo_idx),
-                    "contrast": describe_contrast(mode, len(todo_idx)), "groundkit": versions()["groundkit"]}
-            out[mode] = ReportGrounding(report, parsed, found, prep.image, info)
+                    "contrast": describe_contrast(mode, len(todo_idx)),
+                    "side_prior": describe_side_prior(side_prior, sides or []), "groundkit": versions()["groundkit"]}
+            out[(mode, side_prior)] = ReportGrounding(report, parsed, found, prep.image, info)
         return out
 
     def capture(self, prep: _Prepared, phrases, r: Recipe, categories, token_maps=False, progress=False) -> Captured:
