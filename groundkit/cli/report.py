@@ -71,4 +71,5 @@ def report(
                  else f"grounded ({g.info['unet_calls']:g} U-Net calls{conf})")
         typer.echo(f"  {f.finding.category:<18} {f.finding.phrase!r}: {state}" + ("  [uncertain]" if f.finding.uncertain else ""))
     typer.echo(f"{len(rg.positive)} finding(s) grounded, {len(rg.negated)} negated, in {rg.info['seconds']:.1f} s "
-               f"({rg.info['unet_calls_total']:g} U-Net calls in all, contrast: {rg.info['contrast']['mode']}, side prior: {'on' if side_prior else 'off'}) -> {out}/report.html")
+               f"({rg.info['unet_calls_total']:g} U-Net calls in all, contrast: {rg.info['contrast']['mode']}, "
+               f"side prior: {'on' if side_prior else 'off'}) -> {out}/report.html")

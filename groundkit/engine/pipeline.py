@@ -21,14 +21,14 @@ import torch
 
 from groundkit.data.images import load_image
 from groundkit.engine import confidence
+from groundkit.engine.capture import Captured, capture_images
 from groundkit.engine.contrast import CONTRAST_MODES, check_contrast, contrast_scores
 from groundkit.engine.contrast import describe as describe_contrast
-from groundkit.engine.side_prior import check_side_prior
-from groundkit.engine.side_prior import describe as describe_side_prior
 from groundkit.engine.heatmap import make_heatmap
 from groundkit.engine.maps import AttentionMaps
-from groundkit.engine.capture import Captured, capture_images
 from groundkit.engine.recorder import Recorder
+from groundkit.engine.side_prior import check_side_prior
+from groundkit.engine.side_prior import describe as describe_side_prior
 from groundkit.grounding import Grounding
 from groundkit.recipes import Recipe, Resolved, get_recipe, resolve_recipe
 
