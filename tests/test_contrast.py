@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import groundkit as gk
-from groundkit.engine.contrast import BACKGROUND, TEMPERATURE, check_contrast, softmax_contrast
+from groundkit.engine.contrast import BACKGROUND, MIX, TEMPERATURE, check_contrast, softmax_contrast
 from groundkit.engine.side_prior import SIDE_FLOOR, check_side_prior, side_weight
 
 DEMO = Path(gk.__file__).resolve().parent / "assets" / "demo"
@@ -159,6 +159,7 @@ def test_contrast_is_recorded_on_disk(demo, tmp_path):
     found = json.loads((out / "findings.json").read_text())
     assert found["contrast"]["mode"] == "findings" and found["contrast"]["applied"] is True
     assert found["contrast"]["temperature"] == TEMPERATURE and found["contrast"]["findings"] == 2
+    assert found["contrast"]["mix"] == MIX
     g = rg.positive[0].grounding
     res = json.loads((g.save(tmp_path / "one") / "result.json").read_text())
     assert res["contrast"]["mode"] == "findings" and res["contrast"]["applied"] is True
