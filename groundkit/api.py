@@ -17,6 +17,8 @@ from groundkit.engine import confidence, pipeline
 from groundkit.engine.contrast import CONTRAST_MODES, check_contrast
 from groundkit.engine.contrast import describe as describe_contrast
 from groundkit.engine.pipeline import versions
+from groundkit.engine.side_prior import check_side_prior
+from groundkit.engine.side_prior import describe as describe_side_prior
 from groundkit.recipes import Recipe
 from groundkit.report_grounding import PALETTE, GroundedFinding, ReportGrounding
 from groundkit.reports import parse_report
@@ -31,25 +33,38 @@ class GroundingModel(pipeline.GroundingModel):
     in one batched call. It sits here, above both the engine and the report parser."""
 
     def ground_report(self, image, report: str, recipe: str | Recipe | None = None, *, contrast: str = "findings",
-                      use_spacy: bool | None = None, progress: bool = False, min_confidence: float | None = None,
-                      **overrides: Any):
+                      side_prior: bool = True, use_spacy: bool | None = None, progress: bool = False,
+                      min_confidence: float | None = None, **overrides: Any):
         """Ground every positive finding of a radiology report in one image, in ONE batched call that shares
         the per-image work; negated findings are listed, not grounded. Returns a ReportGrounding.
 
         ``contrast="findings"`` (the default) computes each positive finding's map against the other findings'
         (groundkit.engine.contrast; a report with one positive finding gets exactly its own map), ``"none"``
-        grounds each finding on its own."""
-        return self.ground_report_contrasts(image, report, recipe, contrasts=(contrast,), use_spacy=use_spacy,
-                                            progress=progress, min_confidence=min_confidence,
+        grounds each finding on its own. ``side_prior`` (default on) weights each finding's map towards the
+        side its report names (groundkit.engine.side_prior), with contrast on or off."""
+        return self.ground_report_contrasts(image, report, recipe, contrasts=(contrast,), side_prior=side_prior,
+                                            use_spacy=use_spacy, progress=progress, min_confidence=min_confidence,
                                             **overrides)[check_contrast(contrast)]
 
     def ground_report_contrasts(self, image, report: str, recipe: str | Recipe | None = None, *,
-                                contrasts: Sequence[str] = CONTRAST_MODES, use_spacy: bool | None = None,
-                                progress: bool = False, min_confidence: float | None = None, **overrides: Any) -> dict:
+                                contrasts: Sequence[str] = CONTRAST_MODES, side_prior: bool = True,
+                                use_spacy: bool | None = None, progress: bool = False,
+                                min_confidence: float | None = None, **overrides: Any) -> dict:
         """``ground_report`` once per contrast mode, all from ONE captured pass (the U-Net calls are those of
-        one report): {mode: ReportGrounding}. What the report benchmark compares."""
-        modes = list(dict.fromkeys(check_contrast(c) for c in contrasts))
-        if not modes:
+        one report): {mode: ReportGrounding}."""
+        check_side_prior(side_prior)
+        variants = [(check_contrast(c), side_prior) for c in contrasts]
+        out = self.ground_report_variants(image, report, recipe, variants=variants, use_spacy=use_spacy,
+                                          progress=progress, min_confidence=min_confidence, **overrides)
+        return {mode: rg for (mode, _), rg in out.items()}
+
+    def ground_report_variants(self, image, report: str, recipe: str | Recipe | None = None, *,
+                               variants: Sequence[tuple[str, bool]], use_spacy: bool | None = None,
+                               progress: bool = False, min_confidence: float | None = None, **overrides: Any) -> dict:
+        """``ground_report`` once per (contrast mode, side prior) pair, all from ONE captured pass:
+        {(mode, side_prior): ReportGrounding}. What the report benchmark compares."""
+        variants = list(dict.fromkeys((check_contrast(c), check_side_prior(sp)) for c, sp in variants))
+        if not variants:
             raise ValueError("contrasts: name at least one contrast mode")
         t0 = time.perf_counter()
         parsed = parse_report(report, use_spacy=use_spacy)
@@ -62,9 +77,10 @@ class GroundingModel(pipeline.GroundingModel):
         cats = [parsed.findings[i].category if parsed.findings[i].category in CATEGORIES else None for i in todo_idx]
         captured = self.capture(prep, phrases, r, categories=cats, progress=progress) if todo_idx else None
         out = {}
-        for mode in modes:
+        for mode, side_prior in variants:
+            sides = [parsed.findings[i].side for i in todo_idx] if side_prior else None
             found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
-            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0) if todo_idx else []
+            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0, sides) if todo_idx else []
             confidence.abstain(gs, min_confidence)
             for i, g in zip(todo_idx, gs):
                 found[i].grounding = g
@@ -74,8 +90,9 @@ class GroundingModel(pipeline.GroundingModel):
                     "unet_calls_per_finding": total / len(todo_idx) if todo_idx else 0,
                     "unet_forwards": captured.forwards if captured is not None else 0,
                     "findings_grounded": len(todo_idx), "findings_negated": len(found) - len(todo_idx),
-                    "contrast": describe_contrast(mode, len(todo_idx)), "groundkit": versions()["groundkit"]}
-            out[mode] = ReportGrounding(report, parsed, found, prep.image, info)
+                    "contrast": describe_contrast(mode, len(todo_idx)),
+                    "side_prior": describe_side_prior(side_prior, sides or []), "groundkit": versions()["groundkit"]}
+            out[(mode, side_prior)] = ReportGrounding(report, parsed, found, prep.image, info)
         return out
 
 

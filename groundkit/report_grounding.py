@@ -178,4 +178,8 @@ def _footer(info: dict[str, Any]) -> dict[str, Any]:
     if isinstance(c, dict):
         out["contrast"] = c.get("mode", "none") + (" (between findings)" if c.get("applied") else
                                                      " (one finding: its own map)" if c.get("mode") == "findings" else "")
+    sp = info.get("side_prior")
+    if isinstance(sp, dict):
+        out["side prior"] = (f"on ({sp.get('findings_weighted', 0)} finding(s) weighted towards their stated side)"
+                             if sp.get("on") else "off")
     return out

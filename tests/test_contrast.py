@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import groundkit as gk
-from groundkit.engine.contrast import BACKGROUND, TEMPERATURE, check_contrast, softmax_contrast
+from groundkit.engine.contrast import BACKGROUND, MIX, TEMPERATURE, check_contrast, softmax_contrast
+from groundkit.engine.side_prior import SIDE_FLOOR, check_side_prior, side_weight
 
 DEMO = Path(gk.__file__).resolve().parent / "assets" / "demo"
 SAMPLE_IMG = str(DEMO / "sample_report.png")
@@ -58,6 +59,33 @@ def test_contrast_values_are_checked():
         softmax_contrast([np.ones((4, 4))])
 
 
+def test_side_weight_follows_the_radiological_convention():
+    w = side_weight("right", 20)  # patient's right = image LEFT
+    assert w.shape == (20, 20) and np.all(w[:, 0] == 1.0) and np.allclose(w[:, -1], SIDE_FLOOR)
+    assert np.allclose(side_weight("left", 20), w[:, ::-1])  # mirror image
+    assert np.all(np.diff(side_weight("left", 20)[0]) >= 0)  # rises monotonically towards the stated side
+    assert 0.5 < side_weight("left", 20)[0, 10] < 1.0  # the ramp: just past the midline is damped, not cut
+    assert side_weight("bilateral", 20) is None and side_weight(None, 20) is None
+    assert check_side_prior(False) is False
+    with pytest.raises(ValueError, match="side_prior="):
+        check_side_prior("off")
+    with pytest.raises(ValueError, match="floor"):
+        side_weight("left", 8, floor=2.0)
+
+
+def test_side_prior_lets_the_stated_side_win_the_contrast():
+    """Two findings whose attention is the same salient blob (the model does not encode side): with their
+    report's sides, each map peaks on its own side."""
+    yy, xx = np.mgrid[:32, :32]
+    blob = lambda y, x, s=3.0: np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * s * s))
+    a = blob(20, 8) + 0.8 * blob(20, 24)  # "right effusion": most attention on image left (correct) ...
+    b = blob(20, 8) + 0.8 * blob(20, 24)  # "left effusion": ... and the same map
+    wa, wb = side_weight("right", 32), side_weight("left", 32)
+    ca, cb = softmax_contrast([a * wa, b * wb])
+    assert np.unravel_index(np.argmax(cb), cb.shape)[1] > 16  # left = image right
+    assert np.unravel_index(np.argmax(ca), ca.shape)[1] < 16
+
+
 # ------------------------------------------------------------------------------------------------ on the demo model
 def test_one_finding_is_bit_identical_with_contrast_on_and_off(demo):
     both = demo.ground_report_contrasts(SAMPLE_IMG, "Moderate cardiomegaly. No pneumothorax.", use_spacy=False)
@@ -70,6 +98,22 @@ def test_one_finding_is_bit_identical_with_contrast_on_and_off(demo):
     alone = demo.ground(SAMPLE_IMG, on[0].finding.phrase, category=on[0].finding.category)
     assert np.array_equal(alone.heatmap_crop, on[0].grounding.heatmap_crop)
     assert alone.info["contrast"]["mode"] == "none"
+
+
+def test_one_finding_with_a_side_is_identical_with_contrast_on_and_off(demo):
+    """The side prior is a separate option: it applies with contrast on and off alike, so one finding still gets
+    the same map either way; without it the map is exactly single-phrase grounding's."""
+    text = "Small left pleural effusion. No pneumothorax."
+    both = demo.ground_report_contrasts(SAMPLE_IMG, text, use_spacy=False)
+    on, off = both["findings"].positive[0].grounding, both["none"].positive[0].grounding
+    assert on.info["side_prior"]["side"] == "left" and both["findings"].info["side_prior"]["findings_weighted"] == 1
+    assert np.array_equal(on.heatmap_crop, off.heatmap_crop) and np.array_equal(on.mask_crop, off.mask_crop)
+    plain = demo.ground_report(SAMPLE_IMG, text, side_prior=False, use_spacy=False).positive[0]
+    alone = demo.ground(SAMPLE_IMG, plain.finding.phrase, category=plain.finding.category)
+    assert np.array_equal(alone.heatmap_crop, plain.grounding.heatmap_crop)
+    assert not np.array_equal(alone.heatmap_crop, on.heatmap_crop)
+    half = on.heatmap_crop.shape[1] // 2  # the weight moved mass towards the image's right half (patient's left)
+    assert on.heatmap_crop[:, half:].sum() / on.heatmap_crop.sum() > alone.heatmap_crop[:, half:].sum() / alone.heatmap_crop.sum()
 
 
 def test_contrast_separates_the_sample_reports_two_findings(demo):
@@ -91,8 +135,9 @@ def test_contrast_separates_the_sample_reports_two_findings(demo):
 
 
 def test_option_reaches_ground_many_and_ground_report(demo):
-    rg_on = demo.ground_report(SAMPLE_IMG, SAMPLE_TXT, use_spacy=False)  # on by default in the report flow
-    rg_off = demo.ground_report(SAMPLE_IMG, SAMPLE_TXT, contrast="none", use_spacy=False)
+    # on by default in the report flow; the side prior (report flow only) is off here to compare with ground_many
+    rg_on = demo.ground_report(SAMPLE_IMG, SAMPLE_TXT, side_prior=False, use_spacy=False)
+    rg_off = demo.ground_report(SAMPLE_IMG, SAMPLE_TXT, contrast="none", side_prior=False, use_spacy=False)
     assert rg_on.info["contrast"]["mode"] == "findings" and rg_off.info["contrast"]["mode"] == "none"
     phrases = [f.finding.phrase for f in rg_on.positive]
     cats = [f.finding.category for f in rg_on.positive]
@@ -114,12 +159,18 @@ def test_contrast_is_recorded_on_disk(demo, tmp_path):
     found = json.loads((out / "findings.json").read_text())
     assert found["contrast"]["mode"] == "findings" and found["contrast"]["applied"] is True
     assert found["contrast"]["temperature"] == TEMPERATURE and found["contrast"]["findings"] == 2
+    assert found["contrast"]["mix"] == MIX
     g = rg.positive[0].grounding
     res = json.loads((g.save(tmp_path / "one") / "result.json").read_text())
     assert res["contrast"]["mode"] == "findings" and res["contrast"]["applied"] is True
+    assert found["side_prior"]["on"] is True and found["side_prior"]["findings_weighted"] == 1  # "left" effusion
+    assert found["side_prior"]["floor"] == SIDE_FLOOR
+    assert {r.finding.category: r.grounding.info["side_prior"]["side"] for r in rg.positive} == {
+        "Pleural Effusion": "left", "Cardiomegaly": None}
     single = demo.ground(SAMPLE_IMG, "moderate cardiomegaly")
     res = json.loads((single.save(tmp_path / "single") / "result.json").read_text())
     assert res["contrast"] == {"mode": "none", "findings": 1, "applied": False}
+    assert res["side_prior"] == {"on": False, "findings_weighted": 0, "side": None}
 
 
 def test_tiny_model_other_recipe_paths(tiny_monai_bundle):

@@ -28,7 +28,7 @@ def demo():
 
 def test_report_is_grounded_in_one_shared_call(demo):
     img = str(DEMO / "sample_report.png")
-    rg = demo.ground_report(img, REPORT, use_spacy=False)
+    rg = demo.ground_report(img, REPORT, side_prior=False, use_spacy=False)  # ground_many has no side prior
     phrases = {f.finding.phrase: f for f in rg.findings}
     assert set(phrases) == {"Small left pleural effusion", "pneumothorax", "Mild cardiomegaly", "Pneumothorax"}
     assert phrases["pneumothorax"].grounding is None and phrases["pneumothorax"].negated  # listed, not grounded

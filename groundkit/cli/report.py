@@ -28,6 +28,9 @@ def report(
     contrast: str = typer.Option("findings", "--contrast",
                                  help="findings: each finding's map computed against the report's other findings "
                                       "(default; one finding: its own map); none: each finding on its own"),
+    side_prior: bool = typer.Option(True, "--side-prior/--no-side-prior",
+                                    help="weight each finding's map towards the side its report names (left/right; "
+                                         "patient's right = image left); on by default"),
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
                                                    help="findings whose calibrated confidence is below this are listed as "
                                                         "not localised, no region drawn (needs `groundkit calibrate`)"),
@@ -56,7 +59,7 @@ def report(
         C.fail(str(e))
     model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
     try:
-        rg = model.ground_report(image, text, recipe, contrast=contrast, progress=progress,
+        rg = model.ground_report(image, text, recipe, contrast=contrast, side_prior=side_prior, progress=progress,
                                  min_confidence=min_confidence, **C.parse_sets(set_))
     except (FileNotFoundError, ValueError) as e:
         C.fail(str(e))
@@ -68,4 +71,5 @@ def report(
                  else f"grounded ({g.info['unet_calls']:g} U-Net calls{conf})")
         typer.echo(f"  {f.finding.category:<18} {f.finding.phrase!r}: {state}" + ("  [uncertain]" if f.finding.uncertain else ""))
     typer.echo(f"{len(rg.positive)} finding(s) grounded, {len(rg.negated)} negated, in {rg.info['seconds']:.1f} s "
-               f"({rg.info['unet_calls_total']:g} U-Net calls in all, contrast: {rg.info['contrast']['mode']}) -> {out}/report.html")
+               f"({rg.info['unet_calls_total']:g} U-Net calls in all, contrast: {rg.info['contrast']['mode']}, "
+               f"side prior: {'on' if side_prior else 'off'}) -> {out}/report.html")

@@ -11,11 +11,18 @@ Formulation (chosen on validation reports, docs/report-grounding.md): a per-pixe
 min-maxed maps with a constant background term,
 
     z_i = minmax(A_i),    C_i = exp(z_i / T) / (sum_j exp(z_j / T) + exp(b / T)),    T = 0.2, b = 0.5
+    score_i = 0.75 minmax(C_i) + 0.25 z_i
 
 A pixel that every finding's map finds salient is shared between them (no finding keeps it at full
 strength), a pixel where one finding is high and the others are low stays that finding's, and the
-background term keeps pixels where no finding is confidently high (z < b) out of every map. With ONE
-finding nothing is computed: the map is exactly the recipe's map.
+background term keeps pixels where no finding is confidently high (z < b) out of every map. The quarter of
+the finding's own map keeps its contrast-to-noise ratio (the softmax alone flattens the map inside the
+region). With ONE finding nothing is computed: the map is exactly the recipe's map.
+
+The report flow adds, as a separate option on by default (``side_prior``, groundkit.engine.side_prior), the
+report's own side words as a soft weight on each min-maxed map before the softmax: the attention of this model
+barely encodes side, the report states it. It applies with and without contrast, so a report with one
+finding gives the same map with contrast on and off.
 """
 from __future__ import annotations
 
@@ -26,15 +33,17 @@ import numpy as np
 from groundkit.engine import postprocess as pp
 from groundkit.engine.heatmap import grid_size
 from groundkit.engine.maps import AttentionMaps
+from groundkit.engine.side_prior import SIDES, side_weight
 from groundkit.recipes import Recipe
 
-__all__ = ["CONTRAST_MODES", "TEMPERATURE", "BACKGROUND", "check_contrast", "softmax_contrast", "contrast_scores",
+__all__ = ["CONTRAST_MODES", "TEMPERATURE", "BACKGROUND", "MIX", "check_contrast", "softmax_contrast", "contrast_scores",
            "describe"]
 
 CONTRAST_MODES = ("findings", "none")
 TEMPERATURE = 0.2
 BACKGROUND = 0.5
-FORMULATION = "softmax over the findings' min-maxed maps with a background term"
+MIX = 0.75  # share of the softmax in the contrasted map; the rest is the finding's own (side-weighted) map
+FORMULATION = "softmax over the findings' min-maxed maps with a background term, 0.75/0.25 with the own map"
 
 
 def check_contrast(value: Any) -> str:
@@ -66,20 +75,35 @@ def softmax_contrast(raw: Sequence[np.ndarray], temperature: float = TEMPERATURE
     return [p[i] for i in range(len(raw))]
 
 
-def contrast_scores(maps: Sequence[AttentionMaps], recipe: Recipe, image_size: int, *,
-                    temperature: float = TEMPERATURE, background: float = BACKGROUND) -> list[np.ndarray] | None:
-    """The score maps (what ``make_heatmap(..., score=)`` thresholds) of the findings of one image, each
-    against the others; ``None`` for fewer than two findings (their maps stay exactly the recipe's)."""
-    if len(maps) < 2:
+def contrast_scores(maps: Sequence[AttentionMaps], recipe: Recipe, image_size: int, *, contrast: bool = True,
+                    sides: Sequence[str | None] | None = None, temperature: float = TEMPERATURE,
+                    background: float = BACKGROUND, mix: float = MIX) -> list[np.ndarray | None] | None:
+    """The score maps (what ``make_heatmap(..., score=)`` thresholds) of the findings of one image.
+
+    ``contrast``: each finding against the others (needs two or more findings). ``sides``: the report's side
+    per finding, the side prior (groundkit.engine.side_prior) weighting each min-maxed map BEFORE the
+    contrast, so a finding's own side wins the softmax. ``None`` for a finding means "the recipe's own map"
+    (no contrast and no side), and ``None`` overall when nothing applies (one finding, no side prior)."""
+    contrast = contrast and len(maps) > 1
+    if sides is not None and len(sides) != len(maps):
+        raise ValueError(f"sides: expected one per finding ({len(maps)}), got {len(sides)}")
+    if not maps or (not contrast and not any(s in SIDES for s in sides or ())):
         return None
     size = grid_size(maps[0], recipe, recipe.layers, image_size)
+    weights = [None] * len(maps) if sides is None else [side_weight(s, size) for s in sides]
     raw = [m.aggregate("selected", recipe.steps, recipe.layers, layer_norm=recipe.layer_norm, upsample=recipe.upsample,
                        size=size) for m in maps]
-    out = []
-    for h in softmax_contrast(raw, temperature, background):
-        if recipe.sigma:
+    z = [a if w is None else np.nan_to_num(pp.minmax(a), nan=0.0) * w for a, w in zip(raw, weights)]
+    if contrast:  # the softmax, blended with the finding's own map (keeps its contrast-to-noise, see MIX)
+        own = [np.nan_to_num(pp.minmax(h), nan=0.0) for h in z]
+        z = [mix * pp.minmax(c) + (1.0 - mix) * o for c, o in zip(softmax_contrast(z, temperature, background), own)]
+    else:  # side prior only: a finding without a side keeps the recipe's own map, bit for bit
+        z = [h if w is not None else None for h, w in zip(z, weights)]
+    out: list[np.ndarray | None] = []
+    for h in z:
+        if h is not None and recipe.sigma:
             h = pp.gaussian(h, recipe.sigma)
-        out.append(pp.minmax_fp16(h) if recipe.map_fp16 else pp.minmax(h))
+        out.append(None if h is None else pp.minmax_fp16(h) if recipe.map_fp16 else pp.minmax(h))
     return out
 
 
@@ -87,5 +111,5 @@ def describe(mode: str, findings: int) -> dict[str, Any]:
     """What result.json / findings.json record about the contrast of one grounding."""
     d: dict[str, Any] = {"mode": mode, "findings": int(findings), "applied": mode == "findings" and findings > 1}
     if mode == "findings":
-        d.update({"formulation": FORMULATION, "temperature": TEMPERATURE, "background": BACKGROUND})
+        d.update({"formulation": FORMULATION, "temperature": TEMPERATURE, "background": BACKGROUND, "mix": MIX})
     return d

@@ -22,12 +22,13 @@ import torch
 
 from groundkit.data.images import load_image
 from groundkit.engine import confidence
+from groundkit.engine.capture import Captured, capture_images
 from groundkit.engine.contrast import check_contrast, contrast_scores
 from groundkit.engine.contrast import describe as describe_contrast
 from groundkit.engine.heatmap import make_heatmap
 from groundkit.engine.maps import AttentionMaps
-from groundkit.engine.capture import Captured, capture_images
 from groundkit.engine.recorder import Recorder
+from groundkit.engine.side_prior import describe as describe_side_prior
 from groundkit.grounding import Grounding
 from groundkit.recipes import Recipe, Resolved, get_recipe, resolve_recipe
 
@@ -194,10 +195,11 @@ class GroundingModel:
         return out
 
     def _groundings(self, prep: _Prepared, phrases: list[str], captured: Captured, resolved: Resolved, contrast: str,
-                    token_maps: bool, t0: float) -> list[Grounding]:
-        """One Grounding per phrase from one capture (post-processing only: no U-Net call)."""
+                    token_maps: bool, t0: float, sides: Sequence[str | None] | None = None) -> list[Grounding]:
+        """One Grounding per phrase from one capture (post-processing only: no U-Net call). ``sides``: the
+        report's side per phrase for the side prior (report flow only; None: no side prior)."""
         r = resolved.recipe
-        scores = contrast_scores(captured.maps, r, self.adapter.image_size) if contrast == "findings" else None
+        scores = contrast_scores(captured.maps, r, self.adapter.image_size, contrast=contrast == "findings", sides=sides)
         out = []
         for p, phrase in enumerate(phrases):
             maps, text_maps = captured.maps[p], (captured.text_maps[p] if captured.text_maps else None)
@@ -217,6 +219,8 @@ class GroundingModel:
                 "unet_calls_total": captured.calls, "unet_forwards": captured.forwards,
                 "phrases_in_batch": len(phrases), "timings": dict(captured.timings), "cache": dict(captured.cache),
                 "bbm_similarity": hm.bbm_similarity, "contrast": describe_contrast(contrast, len(phrases)),
+                "side_prior": {**describe_side_prior(sides is not None, [sides[p]] if sides else []),
+                               "side": sides[p] if sides else None},
                 "recipe_provenance": resolved.to_dict(), "versions": versions(),
             }
             out.append(Grounding(phrase, hm.heatmap, hm.mask, prep.geometry, r, info, words, prep.image))
