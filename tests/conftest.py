@@ -10,11 +10,6 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-# a third-party model family installed through its entry point (tests/plugins/*.dist-info): the adapter
-# contract suite runs over it like over the built-in families
-_PLUGINS = os.path.join(_HERE, "plugins")
-if _PLUGINS not in sys.path:
-    sys.path.insert(0, _PLUGINS)
 
 import pytest
 

@@ -1,7 +1,7 @@
 """The layer stack, read from the code: imports go one way, families stay self-contained, no cycles, no
 private names borrowed across modules, small modules and functions.
 
-    core -> families, data, reports -> engine, recipes, evaluation, grounding, viz -> registry, api, verify
+    core -> families, data, reports -> engine, recipes, evaluation, grounding, viz -> registry, api, verify, testing
          -> bench -> cli
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ LAYERS = {
     "groundkit.families": 1, "groundkit.data": 1, "groundkit.reports": 1,
     "groundkit.engine": 2, "groundkit.recipes": 2, "groundkit.evaluation": 2, "groundkit.grounding": 2, "groundkit.viz": 2,
     "groundkit.report_grounding": 2,
-    "groundkit.registry": 3, "groundkit.api": 3, "groundkit.verify": 3, "groundkit": 3,
+    "groundkit.registry": 3, "groundkit.api": 3, "groundkit.verify": 3, "groundkit.testing": 3, "groundkit": 3,
     "groundkit.bench": 4,
     "groundkit.cli": 5, "groundkit.__main__": 5,
 }
