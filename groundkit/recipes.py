@@ -10,7 +10,7 @@ Layers are chosen by what they are, so that a published recipe runs on every arc
 ``"up:16x16"`` (both), ``"attn2"`` (each block's cross-attention; ``attn1`` where a block attends to the text
 with it), ``"all"``, raw indices ``"3,4,6,7"`` / ``"2-7"`` into the model's forward order,
 indices that must be of a kind (``"3,4,6,7@16x16"``) and alternatives tried in order (``"A|B"``). A selector
-is resolved per model (:func:`~groundkit.core.layers.resolve_layers`): ``vilouras2024`` says ``"3,4,6,7@16x16|16x16"``, which on the
+is resolved per model (:func:`~groundkit.core.layers.resolve_layers`): ``vilouras2024`` says ``"3,4,6,7@16x16:attn2|16x16:attn2"``, which on the
 MONAI chest X-ray LDM is exactly the published layers 3, 4, 6, 7 and on any other U-Net its 16x16 layers.
 The published recipes select ``attn2`` layers only, as the published code hooks them (docs/deviations.md).
 """

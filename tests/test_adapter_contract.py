@@ -44,3 +44,39 @@ class TestRegisteredFamilies(AdapterContract):
     @classmethod
     def contract(cls, request, tmp_path_factory):
         return build_case(request.param, tmp_path_factory.mktemp(request.param.replace(":", "-")))
+
+
+def test_adapter_base_answers_the_optional_capabilities():
+    """A family without a capability still answers every protocol member (the engine never probes with hasattr):
+    a deterministic encoder gives std None, the unconditional context is the empty phrase's, compile() is a clear
+    error naming the family, and a family that defines neither encoder is refused when its class is made."""
+    import torch
+
+    from groundkit.core.adapter import AdapterBase
+
+    class Deterministic(AdapterBase):
+        name = "deterministic-family"
+
+        def encode_image(self, pixels):
+            return pixels * 2
+
+        def encode_text(self, phrases):
+            return type("Text", (), {"embeddings": torch.full((len(phrases), 3, 4), float(len(phrases[0])))})()
+
+    a = Deterministic()
+    mean, std = a.encode_posterior(torch.ones(1, 1, 2, 2))
+    assert std is None and torch.equal(mean, torch.full((1, 1, 2, 2), 2.0))
+    assert torch.equal(a.encode_unconditional(), torch.zeros(1, 3, 4))  # encode_text([""]): len("") == 0
+    assert a.networks() == {}
+    with pytest.raises(NotImplementedError, match="deterministic-family"):
+        a.compile()
+    with pytest.raises(TypeError, match="encode_posterior.*or encode_image"):
+        type("NoEncoder", (AdapterBase,), {})
+
+
+def test_compile_goes_through_the_adapter(tmp_path):
+    """GroundingModel.compile() calls the adapter's declared compile(): the toy family cannot, and says so."""
+    case = build_case("toy-family:toy", tmp_path)
+    with pytest.raises(NotImplementedError, match="toy-family"):
+        case.model.compile()
+    assert not case.model.compiled
