@@ -67,6 +67,11 @@ def report(label: str, model: gk.GroundingModel, images: list[np.ndarray]) -> No
     print(f"\n{label}: {len(kinds)} text-attending layers = {kinds.count('attn2')} attn2 + {kinds.count('attn1')} attn1")
     for recipe in RECIPES:
         spec = gk.get_recipe(recipe).layers
+        try:
+            model.recipe(recipe)
+        except ValueError:  # e.g. vilouras2024's 16x16 layers on a U-Net served below 128 px
+            print(f"  {recipe:<18} {spec!r} selects no layer of this model at this size")
+            continue
         now, then = (len(model.recipe(recipe, layers=s).layers or model.layers) for s in (spec, text_attending(spec)))
         largest, mean = compare(model, images, recipe)
         print(f"  {recipe:<18} {spec!r}: {now:>2} layers; without attn2 ({text_attending(spec)!r}): {then:>2} layers; "
