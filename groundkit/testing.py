@@ -73,6 +73,9 @@ class ContractCase:
 def load_case(name: str, folder: str | os.PathLike) -> ContractCase:
     """Name the folder in a checkpoints.yaml beside it (adapter, path, default recipe) and load it on the CPU."""
     folder = Path(folder)
+    if name not in adapter_names():
+        raise LookupError(f"adapter {name!r} is not registered (registered: {', '.join(adapter_names())}): install the "
+                          "package whose groundkit.adapters entry point names it (pip install -e .)")
     recipe = get_adapter_class(name).default_recipe
     cfg = folder.parent / "checkpoints.yaml"
     cfg.write_text(f"checkpoints:\n  tiny-{name}:\n    adapter: {name}\n    path: {folder}\n    recipe: {recipe}\n"

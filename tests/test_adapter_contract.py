@@ -18,7 +18,8 @@ CASES = contract_cases()
 
 
 def test_the_suite_sees_the_plugin_and_the_builtins():
-    assert {"monai-ldm", "diffusers-sd", "toy-family"} <= set(gk.list_adapters())
+    assert {"monai-ldm", "diffusers-sd", "toy-family"} <= set(gk.list_adapters()), \
+        "the example plugin is not installed: pip install -e examples/plugin-family"
     assert not [c for c in CASES if c.endswith(":")], "a registered family has no tiny checkpoint builder"
     assert {"diffusers-sd:sd15-cxrbert", "diffusers-sd:radedit", "monai-ldm:bundle", "toy-family:toy"} <= set(CASES)
 
