@@ -54,9 +54,9 @@ KINDS = {
     "roentgen": {"recipe": "nuetzel2025", "fast": {"steps": (45, 50)}, "folder": "roentgen"},
 }
 DEFAULT_KINDS = ["monai", "sd"]
-COMPONENT_MODULE = {  # verify's component label -> adapter attribute holding that network
-    "autoencoder": "autoencoder", "diffusion model": "unet_model", "CLIP text encoder": "text_encoder",
-    "U-Net": "unet_model", "VAE": "vae", "text encoder": "text_encoder",
+COMPONENT_MODULE = {  # verify's component label -> the role of that network in Adapter.networks()
+    "autoencoder": "autoencoder", "diffusion model": "unet", "CLIP text encoder": "text_encoder",
+    "U-Net": "unet", "VAE": "autoencoder", "text encoder": "text_encoder",
 }
 
 
@@ -170,7 +170,7 @@ def strict_check(model, folder: Path) -> list[dict]:
         raise SystemExit("verify failed:\n" + report.text())
     out = []
     for kc in report.keys:
-        module = getattr(model.adapter, COMPONENT_MODULE[kc.component])
+        module = model.adapter.networks()[COMPONENT_MODULE[kc.component]]
         own = module.state_dict()
         if kc.file.suffix == ".safetensors":
             from safetensors import safe_open
@@ -226,10 +226,7 @@ def child_run(kind: str, folder: Path, faithful: bool, device: str) -> dict:
         metrics = g.evaluate(boxes) if boxes else {}
     with Stage("strict check", stages, device):
         strict = strict_check(model, folder)
-    params = {name: sum(p.numel() for p in getattr(model.adapter, attr).parameters())
-              for name, attr in (("unet", "unet_model"), ("text_encoder", "text_encoder"),
-                                 ("autoencoder", "autoencoder" if kind == "monai" else "vae"))
-              if getattr(model.adapter, attr, None) is not None}
+    params = {name: sum(p.numel() for p in net.parameters()) for name, net in model.adapter.networks().items()}
     return {
         "stages": stages, "unet_calls": captured.calls, "unet_forwards": captured.forwards,
         "recipe": r.name, "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},

@@ -7,17 +7,18 @@ be traced to the exact settings behind it.
 
 Layers are chosen by what they are, so that a published recipe runs on every architecture: ``"16x16"``
 (the cross-attention layers whose query grid is 16x16), ``"up"`` / ``"down"`` / ``"mid"`` (by U-Net part),
-``"up:16x16"`` (both), ``"all"``, raw indices ``"3,4,6,7"`` / ``"2-7"`` into the model's forward order,
+``"up:16x16"`` (both), ``"attn2"`` (each block's cross-attention; ``attn1`` where a block attends to the text
+with it), ``"all"``, raw indices ``"3,4,6,7"`` / ``"2-7"`` into the model's forward order,
 indices that must be of a kind (``"3,4,6,7@16x16"``) and alternatives tried in order (``"A|B"``). A selector
-is resolved per model (:func:`resolve_layers`): ``vilouras2024`` says ``"3,4,6,7@16x16|16x16"``, which on the
+is resolved per model (:func:`~groundkit.core.layers.resolve_layers`): ``vilouras2024`` says ``"3,4,6,7@16x16:attn2|16x16:attn2"``, which on the
 MONAI chest X-ray LDM is exactly the published layers 3, 4, 6, 7 and on any other U-Net its 16x16 layers.
+The published recipes select ``attn2`` layers only, as the published code hooks them (docs/deviations.md).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Sequence
 
@@ -36,6 +37,14 @@ from groundkit.core.bounds import (  # noqa: F401 - re-exported: the field value
     is_int,
     is_num,
 )
+from groundkit.core.layers import (  # noqa: F401 - re-exported: layer selectors are a recipe field's language
+    ATTENTIONS,
+    BLOCKS,
+    describe_layers,
+    layer_choice,
+    parse_layers,
+    resolve_layers,
+)
 from groundkit.core.registry import Registry
 from groundkit.core.types import LayerInfo
 from groundkit.core.yamlfile import short as _short
@@ -49,7 +58,7 @@ class Recipe:
     grid: str = "leading:50"  # timestep grid: "leading:N" (DDIM, descending) or "stride:K" (t = 0, K, 2K, ... ascending)
     # --- window: what is aggregated
     steps: tuple[int, int] = (10, 50)  # [start, end) indices into the grid, in run order
-    layers: tuple[int, ...] | str | None = None  # indices in forward order, a selector ("16x16", "up", "up:16x16"), None = all
+    layers: tuple[int, ...] | str | None = None  # indices in forward order, a selector ("16x16", "up", "up:16x16", "attn2"), None = all
     # --- token filter (docs/protocols.md §4): all | lexical | disease | words:a,b
     tokens: str = "all"
     # --- post-processing (docs/protocols.md §5)
@@ -155,112 +164,6 @@ def _range(text: str, name: str) -> tuple[int, int]:
                          f"got {_short(text)}") from None
 
 
-BLOCKS = ("down", "mid", "up")
-_RES = re.compile(r"^(\d+)x(\d+)$")
-
-
-def _selector_part(part: str) -> bool:
-    m = _RES.match(part)
-    return part in BLOCKS or bool(m and m.group(1) == m.group(2))
-
-
-def parse_layers(text: str) -> tuple[int, ...] | str | None:
-    """'all' | '3,4,6,7' | '2-7' | '0-3,8' -> sorted unique indices (None = all); a selector ('16x16', 'up',
-    'up:16x16', '16x16,32x32'), indices constrained to a selector ('3,4,6,7@16x16') or alternatives tried in
-    order ('3,4,6,7@16x16|16x16') -> the normalised text, resolved per model by :func:`resolve_layers`."""
-    text = text.strip().lower().replace(" ", "")
-    if text in ("", "all"):
-        return None
-    if "|" in text or "@" in text:
-        for alt in text.split("|"):
-            idx, _, sel = alt.partition("@")
-            _indices(idx) if (sel or not _is_selector(idx)) else None
-            if sel and not _is_selector(sel):
-                raise ValueError(f"recipe field 'layers': {alt!r}: after '@' comes a selector like 16x16 or up:16x16")
-        return text
-    if _is_selector(text):
-        return text
-    return _indices(text)
-
-
-def _is_selector(text: str) -> bool:
-    parts = [p for p in text.split(",") if p]
-    return bool(parts) and all(all(_selector_part(x) for x in p.split(":")) for p in parts)
-
-
-def _indices(text: str) -> tuple[int, ...]:
-    """Indices and ranges, each bounded (0..MAX_LAYER_INDEX) before any range is built."""
-    out: set[int] = set()
-    try:
-        for part in (p for p in text.split(",") if p):
-            if "-" in part:
-                a, b = part.split("-")
-                lo, hi = _layer_index(a, text), _layer_index(b, text)
-                out.update(range(lo, hi + 1))
-            else:
-                out.add(_layer_index(part, text))
-    except ValueError as e:
-        if str(e).startswith("recipe field"):
-            raise
-        raise ValueError(f"recipe field 'layers': expected 'all', indices like 3,4,6,7 or 2-7, a resolution like 16x16, "
-                         f"a part (down, mid, up) or both like up:16x16, got {_short(text)}") from None
-    return tuple(sorted(out))
-
-
-def _layer_index(text: str, spec: str) -> int:
-    if not text.isdigit() or len(text) > 6 or int(text) > MAX_LAYER_INDEX:
-        if text.isdigit():
-            raise ValueError(f"recipe field 'layers': index {_short(text, 20)} out of range in {_short(spec)} "
-                             f"(allowed: 0..{MAX_LAYER_INDEX})")
-        raise ValueError("not an index")
-    return int(text)
-
-
-def _select(selector: str, layers: Sequence[LayerInfo]) -> set[int]:
-    chosen = set()
-    for part in selector.split(","):
-        keys = part.split(":")
-        for info in layers:
-            if all((k == info.block) if k in BLOCKS else (k == f"{info.resolution}x{info.resolution}") for k in keys):
-                chosen.add(info.index)
-    return chosen
-
-
-def _alternative(alt: str, layers: Sequence[LayerInfo]) -> tuple[int, ...] | None:
-    """One alternative resolved, or None when this model does not have what it names."""
-    idx, _, sel = alt.partition("@")
-    if not sel and _is_selector(idx):
-        chosen = _select(idx, layers)
-        return tuple(sorted(chosen)) if chosen else None
-    want = _indices(idx)
-    allowed = _select(sel, layers) if sel else {i.index for i in layers}
-    return want if want and set(want) <= allowed else None
-
-
-def resolve_layers(spec: tuple[int, ...] | str | None, layers: Sequence[LayerInfo], model: str = "the model") -> tuple[int, ...] | None:
-    """A recipe's layer field as indices of this model's cross-attention layers (None = all)."""
-    n = len(layers)
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        for alt in spec.split("|"):
-            got = _alternative(alt, layers)
-            if got is not None:
-                return got
-        have = ", ".join(f"{i.index}: {i.block} {i.resolution}x{i.resolution}" for i in layers)
-        raise ValueError(f"recipe field 'layers': {spec!r} selects no cross-attention layer of {model} ({have})")
-    if spec and max(spec) >= n:
-        raise ValueError(f"recipe field 'layers': {max(spec)} out of range; {model} has {n} cross-attention layers (0..{n - 1})")
-    return tuple(spec)
-
-
-def describe_layers(spec: tuple[int, ...] | str | None) -> str:
-    """'all' for None (never 'None'), the selector, or the indices."""
-    if spec is None:
-        return "all"
-    return spec if isinstance(spec, str) else ",".join(str(i) for i in spec)
-
-
 def _parse(key: str, value: str) -> Any:
     """A field's value as typed on a command line (``--set key=value``) or written as text in YAML."""
     if key in ("steps", "bbm_steps"):
@@ -328,8 +231,9 @@ VILOURAS2024 = Recipe(
     grid="stride:3",  # published "300-step trailing" grid: t = 0, 3, ..., 999 (334 entries)
     steps=(120, 180),  # t = 360..537
     # the published layers 3, 4, 6, 7 of the MONAI LDM (four of its six 16x16 layers: the second attention of the
-    # 16x16 down block, the mid block, the second and third of the 16x16 up block); elsewhere: every 16x16 layer
-    layers="3,4,6,7@16x16|16x16",
+    # 16x16 down block, the mid block, the second and third of the 16x16 up block); elsewhere: every 16x16 layer.
+    # attn2 only: the published code hooks each block's cross-attention, never an attn1 (docs/deviations.md)
+    layers="3,4,6,7@16x16:attn2|16x16:attn2",
     tokens="all",
     layer_norm=True,
     upsample="bilinear",
@@ -343,7 +247,7 @@ NUETZEL2025 = Recipe(
     mode="gt-noised",
     grid="leading:50",
     steps=(10, 50),  # the last 40 of 50 steps
-    layers=None,
+    layers="attn2",  # every block's cross-attention, as the published code hooks (not an only_cross_attention attn1)
     tokens="lexical",
     layer_norm=False,
     upsample="nearest",

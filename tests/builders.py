@@ -52,3 +52,13 @@ from groundkit.families.text.testing import (  # noqa: F401
     wordpiece_vocab,
 )
 from groundkit.families.text.testing import write_wordpiece_tokenizer as _write_wordpiece_tokenizer  # noqa: F401
+
+
+def served_at(tree, image_size: int, tmp_path_factory):
+    """A copy of a checkpoint tree whose groundkit.yaml serves it at ``image_size`` (smaller latents: faster tests)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp(f"served{image_size}") / "ckpt"
+    shutil.copytree(tree, root)
+    (root / "groundkit.yaml").write_text(f"image_size: {image_size}\n")
+    return root

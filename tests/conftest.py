@@ -10,13 +10,14 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-# a third-party model family installed through its entry point (tests/plugins/*.dist-info): the adapter
-# contract suite runs over it like over the built-in families
+# a third party's threshold and protocol installed through entry points (tests/plugins/*.dist-info), used by
+# tests/test_registries.py; the example model family is a real package (examples/plugin-family, pip-installed)
 _PLUGINS = os.path.join(_HERE, "plugins")
 if _PLUGINS not in sys.path:
     sys.path.insert(0, _PLUGINS)
 
 import pytest
+
 
 # ------------------------------------------------------------------ test tiers (docs/testing.md)
 SLOW_TESTS = os.path.join(_HERE, "slow_tests.txt")
@@ -93,13 +94,3 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
-
-
-def served_at(tree, image_size: int, tmp_path_factory):
-    """A copy of a checkpoint tree whose groundkit.yaml serves it at ``image_size`` (smaller latents: faster tests)."""
-    import shutil
-
-    root = tmp_path_factory.mktemp(f"served{image_size}") / "ckpt"
-    shutil.copytree(tree, root)
-    (root / "groundkit.yaml").write_text(f"image_size: {image_size}\n")
-    return root

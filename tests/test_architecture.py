@@ -3,7 +3,7 @@ private names borrowed across modules, small modules and functions.
 
     core -> families, data, reports
          -> choices (the registries of named choices), viz -> evaluation -> recipes -> grounding, report_grounding
-         -> engine -> registry, api, verify -> bench -> cli
+         -> engine -> registry, api, verify, testing -> bench -> cli
 
 Every import counts: at the top of a module, inside a function, or ``importlib.import_module("groundkit...")``
 with a literal name (only imports under ``if TYPE_CHECKING:`` create no runtime dependency). A registry's
@@ -27,7 +27,7 @@ LAYERS = {
     "groundkit.recipes": 4,
     "groundkit.grounding": 5, "groundkit.report_grounding": 5,  # results (a grounding, a grounded report)
     "groundkit.engine": 6,  # captures and post-processes; never evaluates, never parses a report
-    "groundkit.registry": 7, "groundkit.api": 7, "groundkit.verify": 7, "groundkit": 7,
+    "groundkit.registry": 7, "groundkit.api": 7, "groundkit.verify": 7, "groundkit.testing": 7, "groundkit": 7,
     "groundkit.bench": 8,
     "groundkit.cli": 9, "groundkit.__main__": 9,
 }

@@ -67,7 +67,8 @@ def test_text_bias_is_the_selected_tokens_of_the_text_pass():
     start_img = rng.random((8, 8))
     a = rng.random((8, 8))
     gt = _maps({"selected": a, "start": start_img})
-    r = get_recipe("nuetzel2025-bbm").override(steps=(0, 1), bbm_steps=(0, 1), map_fp16=False)
+    # layers: the hand-made maps' one layer (a published selector resolves against a model's layers, not here)
+    r = get_recipe("nuetzel2025-bbm").override(steps=(0, 1), bbm_steps=(0, 1), map_fp16=False, layers="all")
     # the text pass's selected-token map has the image bias's pattern: s = 1, the merged map is M
     same = _maps({"selected": 2 * start_img + 1})
     merged, s = H.bbm_merge(P.minmax(a), gt, same, r)
@@ -140,7 +141,7 @@ def test_bbm_gmm_is_fitted_to_the_unnormalised_merged_map(monkeypatch):
     start = rng.random((8, 8))
     gt = _maps({"selected": a, "start": start})
     txt = _maps({"selected": start + 0.7 * rng.random((8, 8))})  # partly shared background: 0 < s < 1
-    r = get_recipe("nuetzel2025-bbm").override(steps=(0, 1), bbm_steps=(0, 1))
+    r = get_recipe("nuetzel2025-bbm").override(steps=(0, 1), bbm_steps=(0, 1), layers="all")  # one hand-made layer
     seen = []
     real = P.gmm
     monkeypatch.setattr(P, "gmm", lambda h, seed=0, fp16=False: seen.append(np.array(h)) or real(h, seed, fp16))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import served_at
+from builders import served_at
 
 import groundkit as gk
 from groundkit.engine import schedules

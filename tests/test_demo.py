@@ -62,7 +62,9 @@ def _mean(rows, key):
 def test_demo_default_is_its_own_recipe(demo):
     r = demo.resolve()
     assert r.recipe.name == "demo-default" and r.provenance["layers"] == "checkpoint"
-    assert demo.recipe("nuetzel2025").layers is None  # the published name keeps the published window
+    published = demo.resolve("nuetzel2025")  # the published name keeps the published layers: every attn2
+    assert published.layers_spec == "attn2" and published.provenance["layers"] == "recipe"
+    assert published.recipe.layers == tuple(i.index for i in demo.layers if i.attention == "attn2")
 
 
 def test_demo_beats_both_baselines_on_cnr(scores):

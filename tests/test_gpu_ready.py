@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from conftest import served_at
+from builders import served_at
 
 import groundkit as gk
 from groundkit.api import resolve_dtype

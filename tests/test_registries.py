@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import served_at
+from builders import served_at
 from test_benchmark import write_mscxr
 
 import groundkit as gk

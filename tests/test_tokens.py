@@ -185,10 +185,26 @@ def test_inconsistent_batch_is_rejected():
         T.token_weights(text, 0, "all")
 
 
-def test_batch_weights():
-    a = hand_batch(PTX, PTX_PIECES, 10)
-    w = T.token_weights_batch(a, "disease", ["Pneumothorax"])
-    assert w.shape == (1, 10) and torch.allclose(w[0], T.token_weights(a, 0, "disease", "Pneumothorax"))
+def test_the_token_filter_runs_once_per_phrase(monkeypatch):
+    """A capture selects each phrase's tokens once and takes both its weights and its account (result.json's
+    ``tokens``) from that one selection."""
+    import groundkit as gk
+    from groundkit.engine import capture
+
+    calls = []
+    real = T.select_tokens
+
+    def counting(text, b, spec, category=None):
+        calls.append((text.phrases[b], spec))
+        return real(text, b, spec, category)
+
+    monkeypatch.setattr(T, "select_tokens", counting)  # token_weights / explain call through here
+    monkeypatch.setattr(capture, "select_tokens", counting)
+    model = gk.load("demo", device="cpu")
+    phrases = ["small left pleural effusion", "cardiomegaly"]
+    gs = model.ground_many(model.entry.path / "sample.png", phrases, "nuetzel2025-fast", steps=(49, 50))
+    assert sorted(c for c in calls if c[1] == "lexical") == sorted((p, "lexical") for p in phrases)
+    assert all(g.info["tokens"]["spec"] == "lexical" and g.info["tokens"]["positions"] for g in gs)
 
 
 # ----------------------------------------------------------------------------------------------

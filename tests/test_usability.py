@@ -40,6 +40,55 @@ def test_published_layers_are_selected_by_what_they_are(tiny_monai_bundle, tiny_
         monai.recipe("vilouras2024", layers="99")
 
 
+@pytest.fixture(scope="module")
+def only_cross(tmp_path_factory):
+    """A tiny SD-1.5 + CXR-BERT U-Net built with only_cross_attention=True: every block's attn1 attends to the text."""
+    from builders import build_sd_cxrbert
+
+    tree = build_sd_cxrbert(tmp_path_factory.mktemp("only_cross"), tiny=True, unet_overrides={"only_cross_attention": True})
+    (tree / "groundkit.yaml").write_text("image_size: 64\n")
+    return gk.load(tree, device="cpu")
+
+
+def test_selectors_name_which_attention_of_a_block(only_cross):
+    """attn2 = each block's cross-attention (what the published code hooks); attn1 attends to the text only in
+    only_cross_attention blocks; all = both. The published recipes take attn2 only."""
+    m = only_cross
+    attn1 = tuple(i.index for i in m.layers if i.attention == "attn1")
+    attn2 = tuple(i.index for i in m.layers if i.attention == "attn2")
+    assert len(attn2) == 16 and len(attn1) == 15 and all(i.name.endswith(".attn1") for i in m.layers if i.index in attn1)
+    assert parse_layers("attn2") == "attn2" and parse_layers("UP:16x16:attn2") == "up:16x16:attn2"
+    assert m.recipe("nuetzel2025").layers == attn2 and m.recipe("nuetzel2025", layers="all").layers is None
+    assert m.recipe("nuetzel2025", layers="attn1").layers == attn1
+    assert m.recipe("nuetzel2025", layers="8x8:attn2").layers == tuple(i for i in attn2 if m.layers[i].resolution == 8)
+    assert m.recipe("nuetzel2025", layers="up:attn2").layers == tuple(i for i in attn2 if m.layers[i].block == "up")
+    with pytest.raises(ValueError, match="an attention"):
+        parse_layers("attn3")
+
+
+def test_result_json_records_the_layer_choice(only_cross, tmp_path):
+    img = np.random.default_rng(0).random((70, 60)).astype(np.float32)
+    faithful = only_cross.ground(img, "small left pleural effusion", "nuetzel2025-fast")
+    every = only_cross.ground(img, "small left pleural effusion", "nuetzel2025-fast", layers="all")
+    assert faithful.info["layers"] == {"spec": "attn2", "indices": list(faithful.recipe.layers), "attn1": 0, "attn2": 16,
+                                       "text_attending_layers": 31}
+    assert every.info["layers"]["spec"] == "all" and (every.info["layers"]["attn1"], every.info["layers"]["attn2"]) == (15, 16)
+    assert not np.allclose(faithful.heatmap_crop, every.heatmap_crop)  # the attn1 layers move the map
+    saved = json.loads((faithful.save(tmp_path / "out") / "result.json").read_text())
+    assert saved["layers"]["spec"] == "attn2" and saved["layers"]["attn1"] == 0
+
+
+def test_the_demo_default_keeps_the_layers_it_was_chosen_with(demo):
+    """demo-default was chosen (on validation) as up:16x16 when a selector counted every text-attending layer:
+    it must select the same layers, and so give the same maps, as those layers named by index."""
+    chosen_then = tuple(i.index for i in demo.layers if i.block == "up" and i.resolution == 16)
+    assert demo.recipe().name == "demo-default" and demo.recipe().layers == chosen_then
+    img = str(Path(gk.__file__).parent / "assets" / "demo" / "sample.png")
+    g = demo.ground(img, "small left pleural effusion", steps=(49, 50))
+    by_index = demo.ground(img, "small left pleural effusion", steps=(49, 50), layers=chosen_then)
+    np.testing.assert_array_equal(g.heatmap_crop, by_index.heatmap_crop)
+
+
 def test_published_recipes_run_on_the_demo(demo):
     img = str(Path(gk.__file__).parent / "assets" / "demo" / "sample.png")
     for name in ("vilouras2024", "nuetzel2025"):
@@ -58,7 +107,8 @@ def test_cli_steps_flag_and_its_old_spelling(tmp_path):
 # ------------------------------------------------------------------ 2. provenance
 def test_published_names_mean_published_settings_and_fields_say_where_they_came_from(demo):
     pub = demo.resolve("nuetzel2025")
-    assert pub.recipe.layers is None and pub.recipe.steps == (10, 50)  # not the checkpoint's overrides
+    assert pub.recipe.steps == (10, 50) and pub.layers_spec == "attn2"  # not the checkpoint's overrides
+    assert pub.recipe.layers == tuple(i.index for i in demo.layers if i.attention == "attn2")
     assert set(pub.provenance.values()) == {"recipe"}
     default = demo.resolve()
     assert default.recipe.name == "demo-default" and default.recipe.name in list_recipes()

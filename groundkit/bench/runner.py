@@ -90,8 +90,11 @@ def _plan(checkpoints: Sequence[Any], recipe, overrides: Mapping[str, Any], chec
             r = _resolve_recipe(entry, recipe, overrides)
             path = str(entry.path)
         proto = get_protocol(r.protocol)
-        cfg = Config(label=entry.name, checkpoint=entry.name, path=path, adapter=entry.adapter, recipe=r.to_dict(),
-                     recipe_digest=r.digest(), protocol=proto.name, metrics=tuple(proto.metrics))
+        # a config is the recipe as named (layer selector unresolved): the same digest whether the checkpoint is loaded
+        # yet or not, so a run resumes and compares across both
+        named = r if model is None else _resolve_recipe(entry, recipe, overrides)
+        cfg = Config(label=entry.name, checkpoint=entry.name, path=path, adapter=entry.adapter, recipe=named.to_dict(),
+                     recipe_digest=named.digest(), protocol=proto.name, metrics=tuple(proto.metrics))
         plans.append(Plan(cfg, r, c, model))
     seen: dict[tuple[str, str], str] = {}
     for p in plans:

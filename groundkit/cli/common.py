@@ -204,5 +204,5 @@ def load_model(checkpoint: str, device: Optional[str], dtype: str, checkpoints_f
     say(f"loading {checkpoint} ...")
     try:
         return api.load(checkpoint, device=device, dtype=dtype, checkpoints_file=checkpoints_file, compile=compile)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, NotImplementedError) as e:  # NotImplementedError: --compile on a family without it
         fail(str(e))

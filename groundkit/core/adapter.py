@@ -45,8 +45,11 @@ class Component:
 
 @runtime_checkable
 class Adapter(Protocol):
-    """What the engine, the registry and ``checkpoints verify`` need from a model family.
+    """What the engine, the registry, ``checkpoints verify`` and the CLI need from a model family: every member
+    they use is declared here, and they call each one unconditionally (never probing with ``hasattr``).
 
+    Optional capabilities (a posterior, an unconditional embedding of its own, ``torch.compile``, named
+    networks) have a default in :class:`AdapterBase`; subclass it and override what your family has.
     Register a class with the ``groundkit.adapters`` entry point (or ``groundkit.register_adapter``)."""
 
     name: ClassVar[str]  # the family's registry name, e.g. "diffusers-sd"
@@ -98,3 +101,49 @@ class Adapter(Protocol):
     def capture(self, sink: AttentionSink) -> AbstractContextManager[AttentionSink]:
         """Within the context, every forward reports the sink's layers' attention to ``sink.record``."""
         ...
+
+    def compile(self, **options: Any) -> None:
+        """Run the U-Net's forward through ``torch.compile`` in place (same layer names, same capture seams);
+        what ``GroundingModel.compile`` and ``--compile`` call. Raises NotImplementedError when the family cannot."""
+        ...
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The loaded networks by role ("unet", "autoencoder", "text_encoder"): for parameter counts and for
+        comparing a weights file with what was loaded (benchmarks/full_size_smoke.py)."""
+        ...
+
+
+class AdapterBase:
+    """Defaults for the protocol's optional capabilities, so a family implements only what it has.
+
+    Why a base class rather than ``hasattr`` checks in the engine: a third-party family that follows the
+    protocol must not break ``compile()`` or BBM because a member is missing; here each member has an answer
+    that is either right for most families or a clear error naming the family. A subclass must define
+    ``encode_posterior`` or ``encode_image`` (one is built from the other)."""
+
+    name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.encode_posterior is AdapterBase.encode_posterior and cls.encode_image is AdapterBase.encode_image:
+            raise TypeError(f"{cls.__name__}: an adapter must define encode_posterior(pixels) -> (mean, std | None) "
+                            "or encode_image(pixels) -> latent (a deterministic encoder)")
+
+    def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A deterministic encoder: ``encode_image``'s latent and no standard deviation."""
+        return self.encode_image(pixels), None
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The posterior mean (what a deterministic pass uses)."""
+        return self.encode_posterior(pixels)[0]
+
+    def encode_unconditional(self) -> torch.Tensor:
+        """The empty phrase encoded like any other (families whose pipeline masks it differently override)."""
+        return self.encode_text([""]).embeddings  # type: ignore[attr-defined]
+
+    def compile(self, **options: Any) -> None:
+        raise NotImplementedError(f"model family {self.name or type(self).__name__!r} cannot compile its U-Net: its "
+                                  "adapter does not implement compile(**options); run without --compile")
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {}

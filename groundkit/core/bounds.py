@@ -84,7 +84,7 @@ FIELDS: dict[str, FieldSpec] = {
     "steps": FieldSpec("START:END", f"0 <= START < END <= {MAX_GRID} (END <= the grid's length)",
                        "window of grid steps that is aggregated", _window),
     "layers": FieldSpec("layer selector", f"all | indices 0..{MAX_LAYER_INDEX} (3,4,6,7 or 2-7) | a resolution (16x16) | "
-                        "a part (down, mid, up) | both (up:16x16) | IDX@SEL | A|B", "cross-attention layers", _layers),
+                        "a part (down, mid, up) | an attention (attn2, attn1) | combined (up:16x16:attn2) | IDX@SEL | A|B", "cross-attention layers", _layers),
     "tokens": FieldSpec("token filter", "a registered filter: all | lexical | disease | words:w1,w2 | ...",
                         "which tokens' maps are averaged", _text),
     "layer_norm": FieldSpec(*_BOOL, "min-max every (step, layer) map before averaging", lambda v: isinstance(v, bool)),

@@ -20,6 +20,10 @@ class LayerInfo:
     name: str  # module path inside the U-Net, e.g. "down_blocks.1.attentions.0.transformer_blocks.0.attn2"
     resolution: int  # query grid side (maps are resolution x resolution, row-major)
     block: str = ""  # U-Net part: "down", "mid" or "up" (what portable recipes select by)
+    # which attention of its transformer block: "attn2", the block's cross-attention (what a family's ordinary
+    # cross-attention layers are, and what published code hooks), or "attn1", the first attention of a block built
+    # with only_cross_attention, which then attends to the text too; recipes select by it ("attn2")
+    attention: str = "attn2"
 
 
 @dataclass

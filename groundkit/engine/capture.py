@@ -15,7 +15,7 @@ import torch
 
 from groundkit.engine import passes as engine
 from groundkit.engine.maps import AttentionMaps
-from groundkit.engine.tokens import explain, token_weights
+from groundkit.engine.tokens import select_tokens, token_weights
 from groundkit.recipes import Recipe
 
 
@@ -66,8 +66,9 @@ def _token_weights(adapter, phrases_list, categories_list, r: Recipe, token_maps
         w_i = torch.zeros(len(phrases), len(all_groups), n_tok)
         ex = []
         for b in range(len(phrases)):
-            w_i[b, 0] = token_weights(text, b, r.tokens, categories[b])
-            ex.append(explain(text, b, r.tokens, categories[b]))
+            chosen = select_tokens(text, b, r.tokens, categories[b])  # once: its weights and its account
+            w_i[b, 0] = chosen.weights()
+            ex.append(chosen.to_dict())
             if r.bbm:
                 w_i[b, 1] = token_weights(text, b, "start")
             for w in word_groups[b]:

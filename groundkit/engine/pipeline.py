@@ -30,7 +30,7 @@ from groundkit.engine.maps import AttentionMaps
 from groundkit.engine.recorder import Recorder
 from groundkit.engine.side_prior import describe as describe_side_prior
 from groundkit.grounding import Grounding
-from groundkit.recipes import Recipe, Resolved, get_recipe, resolve_recipe
+from groundkit.recipes import Recipe, Resolved, get_recipe, layer_choice, resolve_recipe
 
 CPU_BATCH = 8  # U-Net batch items per forward off CUDA when the recipe says batch_size=0 (automatic)
 
@@ -66,6 +66,7 @@ class GroundingModel:
         self.layers = adapter.cross_attention_layers()
         self._auto_batch: int | None = None
         self.compiled = False
+        self._null_ctx: torch.Tensor | None = None  # the unconditional context, encoded on first use
         self._unet_lock = threading.RLock()  # U-Net passes (capture hooks) run one at a time, whatever the thread
         self._cache_lock = threading.RLock()  # the LRU caches may be read from post-processing threads
         self._precaptured: _LRU = _LRU(256)  # Captured by capture_many for a later ground_many (see ground_batch)
@@ -93,10 +94,7 @@ class GroundingModel:
             hit = self._latents.get(key)
         if hit is None:
             pixels, geo = self.adapter.preprocess(img)
-            if hasattr(self.adapter, "encode_posterior"):
-                mean, std = self.adapter.encode_posterior(pixels)
-            else:
-                mean, std = self.adapter.encode_image(pixels), None
+            mean, std = self.adapter.encode_posterior(pixels)
             hit = (mean, geo, std)
             with self._cache_lock:
                 self._latents.put(key, hit)
@@ -149,14 +147,13 @@ class GroundingModel:
         """Run the U-Net's forward through ``torch.compile`` (``nn.Module.compile``, in place: the module, its
         layer names and the capture seams stay as they are, so every recipe captures as in eager mode). The
         first forwards of each shape pay the compilation; the maps are the eager ones."""
-        self.adapter.unet_model.compile(**options)
+        self.adapter.compile(**options)
         self.compiled = True
         return self
 
     def null(self) -> torch.Tensor:
-        if not hasattr(self, "_null_ctx"):
-            enc = getattr(self.adapter, "encode_unconditional", None)
-            self._null_ctx = enc() if enc is not None else self.adapter.encode_text([""]).embeddings
+        if self._null_ctx is None:
+            self._null_ctx = self.adapter.encode_unconditional()
         return self._null_ctx
 
     # ------------------------------------------------------------------ grounding
@@ -222,6 +219,7 @@ class GroundingModel:
                 "side_prior": {**describe_side_prior(sides is not None, [sides[p]] if sides else []),
                                "side": sides[p] if sides else None},
                 "recipe_provenance": resolved.to_dict(), "versions": versions(),
+                "layers": layer_choice(resolved.layers_spec, self.layers, r.layers),
             }
             out.append(Grounding(phrase, hm.heatmap, hm.mask, prep.geometry, r, info, words, prep.image))
             confidence.attach(out[-1], maps, text_maps, self.entry)  # signals + calibrated confidence, no U-Net call

@@ -78,7 +78,6 @@ __all__ = [
     "select_tokens",
     "selected_positions",
     "token_weights",
-    "token_weights_batch",
 ]
 
 SPECS = ("all", "lexical", "disease", "words:<w1>,<w2>,...", "start")  # the built-ins (groundkit.list_token_filters(): every one)
@@ -229,14 +228,6 @@ def select_tokens(text: TextBatch, b: int, spec: str, category: str | None = Non
 def token_weights(text: TextBatch, b: int, spec: str, category: str | None = None) -> torch.Tensor:
     """(N,) float32 uniform weights over the selected positions of phrase ``b`` (non-negative, sum 1)."""
     return select_tokens(text, b, spec, category).weights()
-
-
-def token_weights_batch(text: TextBatch, spec: str, categories: Sequence[str | None] | None = None) -> torch.Tensor:
-    """(B, N) weights, one row per phrase (``categories`` for the disease filter, one per phrase)."""
-    cats = list(categories) if categories is not None else [None] * len(text.phrases)
-    if len(cats) != len(text.phrases):
-        raise ValueError(f"{len(cats)} categories for {len(text.phrases)} phrases")
-    return torch.stack([token_weights(text, b, spec, cats[b]) for b in range(len(text.phrases))])
 
 
 def selected_positions(text: TextBatch, b: int, spec: str, category: str | None = None) -> list[int]:

@@ -9,9 +9,11 @@ _LEVEL_PREFIXES = (("down_blocks.", 0), ("mid_block.", 1), ("middle_block.", 1),
 
 
 def ordered_cross_attention(unet: torch.nn.Module, latent_size: int, n_levels: int) -> list[LayerInfo]:
-    """All ``attn2`` modules in forward order (down, mid, up; registration order inside a part,
-    which is forward order there) with their query-grid side. Registration order alone is not
-    forward order: diffusers registers ``up_blocks`` before ``mid_block``."""
+    """Every text-attending attention module in forward order (down, mid, up; registration order inside a part,
+    which is forward order there) with its query-grid side: each block's ``attn2`` and, in blocks built with
+    ``only_cross_attention``, its ``attn1`` (``LayerInfo.attention`` says which, so recipes can select
+    ``attn2`` as the published code hooks). Registration order alone is not forward order: diffusers
+    registers ``up_blocks`` before ``mid_block``."""
     found = []
     for name, module in unet.named_modules():
         # attn2 is cross-attention by construction; attn1 only in blocks built with only_cross_attention
@@ -27,7 +29,8 @@ def ordered_cross_attention(unet: torch.nn.Module, latent_size: int, n_levels: i
             level = block if part == 0 else n_levels - 1 - block
         found.append((part, len(found), name, latent_size // (2**level)))
     found.sort()
-    return [LayerInfo(i, name, res, ("down", "mid", "up")[part]) for i, (part, _, name, res) in enumerate(found)]
+    return [LayerInfo(i, name, res, ("down", "mid", "up")[part], name.rpartition(".")[2])
+            for i, (part, _, name, res) in enumerate(found)]
 
 
 def match_batch(z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from groundkit.core.adapter import Component
+from groundkit.core.adapter import AdapterBase, Component
 from groundkit.core.geometry import Geometry, square_crop
 from groundkit.core.io import read_json
 from groundkit.core.safeload import component_folder, confined
@@ -188,7 +188,7 @@ def check_components(unet, vae, text_encoder, tokenizer, scheduler, image_size=N
         raise TypeError(f"from_diffusers: attention_mask: expected True, False or None, got {_kind(attention_mask)}")
 
 
-class DiffusersSDAdapter:
+class DiffusersSDAdapter(AdapterBase):
     name: ClassVar[str] = "diffusers-sd"
     default_recipe: ClassVar[str] = "nuetzel2025"
     options: ClassVar[Mapping[str, str]] = {
@@ -337,10 +337,6 @@ class DiffusersSDAdapter:
         return (x * 2.0 - 1.0).expand(-1, channels, -1, -1).contiguous(), geo
 
     @torch.no_grad()
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.encode_posterior(pixels)[0]
-
-    @torch.no_grad()
     def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scaled mean and standard deviation of the VAE posterior (None without a VAE: deterministic)."""
         pixels = pixels.to(self.device, torch.float32)
@@ -372,3 +368,10 @@ class DiffusersSDAdapter:
     def capture(self, sink: AttentionSink):
         with diffusers_capture(self.unet_model, sink):
             yield sink
+
+    def compile(self, **options: Any) -> None:
+        self.unet_model.compile(**options)  # nn.Module.compile: in place, module names and processors kept
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        nets = {"unet": self.unet_model, "text_encoder": self.text_encoder}
+        return nets if self.vae is None else {**nets, "autoencoder": self.vae}

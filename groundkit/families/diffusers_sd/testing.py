@@ -44,7 +44,8 @@ def save_diffusers(model, folder: Path) -> None:
     model.save_pretrained(folder, safe_serialization=True)
 
 
-def build_sd_cxrbert(root: str | os.PathLike, tiny: bool = True, seed: int = 0) -> Path:
+def build_sd_cxrbert(root: str | os.PathLike, tiny: bool = True, seed: int = 0,
+                     unet_overrides: dict[str, Any] | None = None) -> Path:
     """Write the diffusers tree of the SD-1.5 U-Net fine-tuned with frozen CXR-BERT; return its folder.
 
     ``model_index.json``, ``unet/`` and ``unet_ema/`` (UNet2DConditionModel, fp32 safetensors; tiny: the
@@ -52,6 +53,7 @@ def build_sd_cxrbert(root: str | os.PathLike, tiny: bool = True, seed: int = 0) 
     (AutoencoderKL, scaling_factor 0.18215), ``scheduler/scheduler_config.json`` (DDIM as SD 1.5),
     ``text_encoder/`` (CXR-BERT-specialized: config with auto_map, pytorch_model.bin, no vocab) and
     ``tokenizer/`` (vocab.txt, do_lower_case, model_max_length 512). Full size needs ~8 GB of disk.
+    ``unet_overrides`` change the U-Net's config (e.g. ``only_cross_attention=True``: attn1 attends to the text).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -79,7 +81,7 @@ def build_sd_cxrbert(root: str | os.PathLike, tiny: bool = True, seed: int = 0) 
     vocab = wordpiece_vocab(None if tiny else CXRBERT_FULL["vocab_size"])
     write_wordpiece_tokenizer(tree / "tokenizer", vocab)
 
-    unet_cfg = dict(SD15_UNET_TINY if tiny else SD15_UNET_FULL)
+    unet_cfg = {**(SD15_UNET_TINY if tiny else SD15_UNET_FULL), **(unet_overrides or {})}
     gen = seeded(seed)
     unet = UNet2DConditionModel(**unet_cfg).eval()
     redraw_zero_params(unet, gen)

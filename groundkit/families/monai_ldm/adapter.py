@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from groundkit.core.adapter import Component
+from groundkit.core.adapter import AdapterBase, Component
 from groundkit.core.geometry import Geometry, square_crop
 from groundkit.core.safeload import component_folder
 from groundkit.core.text import encode_with
@@ -49,7 +49,7 @@ def clip_folders(root: Path, entry: Mapping[str, Any]) -> tuple[Path, Path, str]
     return None
 
 
-class MonaiLDMAdapter:
+class MonaiLDMAdapter(AdapterBase):
     name: ClassVar[str] = "monai-ldm"
     default_recipe: ClassVar[str] = "vilouras2024"
     options: ClassVar[Mapping[str, str]] = {
@@ -142,18 +142,10 @@ class MonaiLDMAdapter:
         return square_crop(img, self.image_size)  # intensities stay in [0, 1], one channel
 
     @torch.no_grad()
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.encode_posterior(pixels)[0]
-
-    @torch.no_grad()
     def encode_posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled mean and standard deviation of the autoencoder's posterior."""
         z_mu, z_sigma = self.autoencoder.encode(pixels.to(self.device, torch.float32))
         return z_mu * self.scale_factor, z_sigma * self.scale_factor
-
-    def encode_unconditional(self) -> torch.Tensor:
-        """The empty prompt for the unconditional half (CLIP: no attention mask, as published)."""
-        return self.encode_text([""]).embeddings
 
     def encode_text(self, phrases: list[str]) -> TextBatch:
         return encode_with(self.tokenizer, self.text_encoder, phrases, self.max_length, pass_mask=False,
@@ -170,3 +162,10 @@ class MonaiLDMAdapter:
     def capture(self, sink: AttentionSink):
         with monai_capture(self.unet_model, sink):
             yield sink
+
+    def compile(self, **options: Any) -> None:
+        self.unet_model.compile(**options)
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        nets = {"unet": self.unet_model, "text_encoder": self.text_encoder}
+        return nets if self.autoencoder is None else {**nets, "autoencoder": self.autoencoder}

@@ -1,8 +1,10 @@
-"""A third-party model family, written from groundkit's Adapter protocol alone (no groundkit family code).
+"""A third-party model family, written against groundkit's Adapter protocol (no groundkit family code).
 
 A one-level "U-Net": a convolution, one cross-attention layer over a whitespace tokenizer's embeddings, a
-convolution back. Its checkpoint folder holds ``toy.json`` (sizes) and ``weights.safetensors``. Installed
-through the ``groundkit.adapters`` entry point of the dist-info beside it, as a real plugin would be.
+convolution back. Its checkpoint folder holds ``toy.json`` (sizes) and ``weights.safetensors``. Installed as a
+package whose ``groundkit.adapters`` entry point names :class:`ToyAdapter` (pyproject.toml), as a real plugin is.
+It subclasses :class:`~groundkit.core.adapter.AdapterBase` for the optional capabilities it does not have
+(its unconditional embedding is the empty phrase's; it cannot ``compile``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from groundkit.core.adapter import Component
+from groundkit.core.adapter import AdapterBase, Component
 from groundkit.core.geometry import square_crop
 from groundkit.core.safeload import load_into, load_state_dict
 from groundkit.core.types import LayerInfo, NoiseSchedule, TextBatch
@@ -48,7 +50,7 @@ class ToyNet(nn.Module):
         return self.conv_out(self.attend(h, context))
 
 
-class ToyAdapter:
+class ToyAdapter(AdapterBase):
     name: ClassVar[str] = "toy-family"
     default_recipe: ClassVar[str] = "nuetzel2025-fast"
     options: ClassVar[dict[str, str]] = {"image_size": "side of the square model input (default 32)"}
@@ -106,9 +108,6 @@ class ToyAdapter:
         special = torch.tensor([[w is None for w in wid] for wid in word_ids])
         return TextBatch(list(phrases), x.to(self.dtype), tokens, word_ids, spans, special, start_index=0)
 
-    def encode_unconditional(self):
-        return self.encode_text([""]).embeddings
-
     @torch.no_grad()
     def unet(self, z, t, context):
         t = t.expand(z.shape[0]) if t.numel() == 1 else t
@@ -126,23 +125,10 @@ class ToyAdapter:
         finally:
             self.net.sink = None
 
+    def networks(self) -> dict[str, nn.Module]:
+        return {"unet": self.net}
+
 
 def _on_meta(cfg: Path) -> nn.Module:
     with torch.device("meta"):
         return ToyNet(**json.loads(cfg.read_text()))
-
-
-def build(folder, seed: int = 0) -> Path:
-    """A toy checkpoint folder with random weights."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"channels": 8, "dim": 16, "tokens": 8}
-    (folder / "toy.json").write_text(json.dumps(cfg))
-    torch.manual_seed(seed)
-    net = ToyNet(**cfg)
-    with torch.no_grad():
-        net.pos.normal_(0, 0.1)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, folder / "weights.safetensors")
-    return folder
