@@ -56,7 +56,7 @@ def main() -> None:
         steps = [
             ("groundkit --help", _groundkit_cli() + ["--help"]),
             ('python -c "import groundkit"', [sys.executable, "-c", "import groundkit"]),
-            ("groundkit run (no arguments)", _groundkit_cli() + ["run", "--out", os.path.join(tmp, "out"), "--overwrite"]),
+            ("groundkit run (no arguments)", _groundkit_cli() + ["run", "--out", os.path.join(tmp, "out")]),
         ]
         for name, cmd in steps:
             times = [_timed(cmd, tmp)[0] for _ in range(args.runs)]

@@ -16,7 +16,8 @@ from groundkit.recipes import BBM_VARIANTS, MODES, THRESHOLDS, list_recipes
 DEFAULT_CHECKPOINT = "demo"
 TOKEN_FILTERS = "all | lexical | disease | words:w1,w2 (or word:w1,w2)"
 LAYER_HELP = ("cross-attention layers: all, indices (3,4,6,7 or 2-7), a resolution (16x16), a U-Net part "
-              "(down, mid, up) or both (up:16x16); see `groundkit checkpoints show NAME`")
+              "(down, mid, up), an attention (attn2: what the published code hooks; attn1: text-attending self-attention "
+              "slots) or several (up:16x16:attn2); see `groundkit checkpoints show NAME`")
 STEPS_HELP = "window of grid steps START:END (indices into the recipe's timestep grid, not timesteps), e.g. 120:180"
 
 
