@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-__all__ = ["Config", "configs_with_rows", "merge_configs"]
+__all__ = ["MAIN_METRIC", "Config", "configs_with_rows", "merge_configs"]
+
+# the metric a protocol is judged by first (gallery picks, risk-coverage curves, rankings at equal coverage)
+MAIN_METRIC = {"vilouras": "miou_thr", "nuetzel": "miou_fgbg"}
 
 
 @dataclass
@@ -29,6 +32,10 @@ class Config:
         return cls(label=d["label"], checkpoint=d["checkpoint"], path=d.get("path", ""), adapter=d.get("adapter", ""),
                    recipe=dict(d.get("recipe") or {}), recipe_digest=d["recipe_digest"], protocol=d["protocol"],
                    metrics=tuple(d["metrics"]))
+
+    @property
+    def main_metric(self) -> str:
+        return MAIN_METRIC.get(self.protocol, self.metrics[0])
 
     def owns(self, row: Mapping[str, Any]) -> bool:
         return row.get("checkpoint") == self.checkpoint and row.get("recipe_digest") == self.recipe_digest
