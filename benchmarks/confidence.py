@@ -4,6 +4,8 @@ that no calibration saw (docs/confidence.md).
     python benchmarks/confidence.py                                   # demo-default + nuetzel2025, 200 images
     python benchmarks/confidence.py --recipes demo-default --n 60 --data /tmp/gk-conf-test
     python benchmarks/confidence.py --calibrate /tmp/val --n-cal 300  # refit on a validation folder first
+    python benchmarks/confidence.py --recipes vilouras2024 --n 40 --rows /tmp/vil40.json   # keep the test groundings
+    python benchmarks/confidence.py --recipes vilouras2024 --n 40 --rows /tmp/vil40.json --calibration new.json
 
 Per recipe it prints, for the confidence as shipped (groundkit/assets/demo/calibration/<recipe>.json, fitted on
 the validation split, seed 77): the Spearman correlation between confidence and the IoU of the returned mask
@@ -35,6 +37,23 @@ def _ensure_data(folder: Path, n: int, seed: int, split: str) -> None:
                         "--seed", str(seed), "--split", split], check=True, stdout=subprocess.DEVNULL)
 
 
+def _test_rows(cache: Path | None, model, samples, recipe: str, digest: str, seed: int) -> list[dict]:
+    """The test groundings' rows, from ``cache`` when it holds this recipe (same digest, seed and samples)."""
+    from groundkit.bench import confidence as bc
+
+    key = {"recipe": recipe, "digest": digest, "seed": seed, "ids": [s.sample_id for s in samples]}
+    store = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+    hit = store.get(recipe)
+    if hit is not None and hit["key"] == key:
+        print(f"{recipe}: test groundings read from {cache}", flush=True)
+        return hit["rows"]
+    rows = bc.collect(model, samples, recipe)
+    if cache is not None:
+        store[recipe] = {"key": key, "rows": rows}
+        cache.write_text(json.dumps(store))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", default="demo-default,nuetzel2025")
@@ -44,6 +63,11 @@ def main() -> None:
     ap.add_argument("--calibrate", type=Path, default=None, help="validation folder: refit into a temporary folder first")
     ap.add_argument("--n-cal", type=int, default=300)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    ap.add_argument("--calibration", type=Path, default=None,
+                    help="judge this calibration file instead of the shipped one (one recipe)")
+    ap.add_argument("--rows", type=Path, default=None,
+                    help="test groundings (signals, IoU) cache: read when it exists, else written; a new calibration "
+                         "is then judged on the same groundings without grounding again")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -61,6 +85,10 @@ def main() -> None:
     for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
         r = model.recipe(recipe)
         calibration = conf.load_calibration(model.entry.path, r.name)
+        if args.calibration is not None:
+            calibration = json.loads(args.calibration.read_text())
+            if calibration.get("recipe") != r.name:
+                raise SystemExit(f"--calibration {args.calibration}: fitted for {calibration.get('recipe')!r}, not {r.name!r}")
         if args.calibrate is not None:
             val = list(load_dataset("synthetic", data=args.calibrate))[: args.n_cal]
             calibration = bc.fit(bc.collect(model, val, recipe), checkpoint="demo", recipe=r.name,
@@ -69,7 +97,7 @@ def main() -> None:
             print(f"{recipe}: no calibration (run groundkit calibrate or pass --calibrate); skipped")
             continue
         t0 = time.perf_counter()
-        rows = bc.collect(model, samples, recipe)
+        rows = _test_rows(args.rows, model, samples, recipe, r.digest(), args.seed)
         secs = time.perf_counter() - t0
         probs = [conf.predict(calibration, row["signals"]) for row in rows]
         ious = [row["iou"] for row in rows]

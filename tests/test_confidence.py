@@ -160,6 +160,8 @@ def test_cli_calibrate_tiny(tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "ck" / "calibration" / "demo-default.json").read_text())
     assert doc["n"] == 24 and doc["recipe"] == "demo-default" and "synth-77" in doc["data"]
+    # the provenance says how to write the set again, not only the (temporary) folder it lay in
+    assert "`groundkit demo-data --n 24 --seed 77 --size 96 --split val`, first 24 samples" in doc["data"]
     res = CliRunner().invoke(app, ["calibrate", "--checkpoint", "demo", "--data", str(data), "--split", "test"])
     assert res.exit_code != 0 and "never fitted on the test split" in res.output
 

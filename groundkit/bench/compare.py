@@ -7,6 +7,11 @@ seeded). Overall rows: "Macro mean" (mean of the category differences; categorie
 independently, i.e. a stratified bootstrap), "Per-sample mean" (all pairs resampled together) and, for
 the Nützel protocol, "Weighted Avg. (squared counts)" (category weights n_c², as published).
 A '*' marks intervals that exclude 0. Both sides must use the same protocol.
+
+Ranking at equal coverage: the paired samples' mean of the protocol's main metric over all of them, then over
+each side's own most confident 80 % and 50 % (by its calibrated confidence, groundkit.bench.coverage), ranked.
+A checkpoint whose confidence orders its groundings well can rank higher once both abstain on their doubtful
+half; an uncalibrated side is ranked only on all samples.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from groundkit.bench.configs import Config, merge_configs
+from groundkit.bench.coverage import rank_at_coverage
 from groundkit.bench.rows import load_run, metric_value, read_dir_rows
 from groundkit.core.categories import ordered
 from groundkit.core.outdir import write_csv
@@ -40,6 +46,8 @@ class Comparison:
     rows: list[dict[str, Any]] = field(default_factory=list)  # metric, category, n, mean_a, mean_b, diff, lo, hi
     unpaired_a: int = 0
     unpaired_b: int = 0
+    main_metric: str = ""
+    coverage: list[dict[str, Any]] = field(default_factory=list)  # rank_at_coverage over the pairs, sides "A"/"B"
 
     def markdown(self) -> str:
         pct = f"{self.level * 100:g}%"
@@ -57,7 +65,24 @@ class Comparison:
         small = sorted({r["category"] for r in self.rows if r["n"] < 10})
         if small:
             out.append(f"Fewer than 10 pairs (interval unreliable): {', '.join(small)}.")
-        return "\n".join(out)
+        return "\n".join(out + self._coverage_markdown())
+
+    def _coverage_markdown(self) -> list[str]:
+        if not self.coverage:
+            return []
+        out = ["", f"### Ranking at equal coverage ({self.main_metric})", "",
+               "Mean over the paired samples each side keeps: all of them, then its own most confident share "
+               "(by its calibrated confidence); best first.", "",
+               "| Coverage | Rank 1 | Rank 2 | A: n, mean | B: n, mean |", "|---|---|---|---:|---:|"]
+        for c in self.coverage:
+            by = {name: (n, m) for name, n, m in c["ranking"]}
+            cells = [f"{by[s][0]}, {by[s][1]:.4f}" if s in by else "uncalibrated" for s in ("A", "B")]
+            names = [name for name, _, _ in c["ranking"]] + ["—", "—"]
+            out.append(f"| {round(c['coverage'] * 100)}% | {names[0]} | {names[1]} | {cells[0]} | {cells[1]} |")
+        uncal = self.coverage[0]["uncalibrated"]
+        if uncal:
+            out.append(f"Uncalibrated (no confidence in its rows, ranked on all samples only): {', '.join(uncal)}.")
+        return out
 
     def write_csv(self, path: str | Path) -> Path:
         """compare.csv (cells neutralised against spreadsheet formulas; never through a symbolic link)."""
@@ -123,6 +148,8 @@ def compare(dir_a: str | Path, dir_b: str | Path, checkpoint_a: str | None = Non
                      ca.protocol, metrics, n_boot, seed, level,
                      unpaired_a=len(set(rows_a) - set(common)), unpaired_b=len(set(rows_b) - set(common)))
     cmp.rows = paired_rows(rows_a, rows_b, metrics, ca.protocol, n_boot, np.random.default_rng(seed), level)
+    cmp.main_metric = ca.main_metric
+    cmp.coverage = rank_at_coverage({"A": [rows_a[s] for s in common], "B": [rows_b[s] for s in common]}, ca.main_metric)
     return cmp
 
 

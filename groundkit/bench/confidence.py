@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -69,6 +70,43 @@ def calibrate(model, samples: Sequence, recipe: str | None, *, data: str, out_di
     doc = fit(rows, checkpoint=model.entry.name, recipe=r.name, recipe_digest=r.digest(), data=data)
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     return doc, store(doc, out_dir if out_dir is not None else model.entry.path)
+
+
+def describe_data(kind: str, source: str | Path, samples: Sequence) -> str:
+    """The calibration's ``data`` provenance: what the samples were, not only where they lay (a folder under /tmp
+    says nothing a week later). Synthetic sets name their generator, seed (from the ids ``synth-<seed>-...``)
+    and image size, so the set can be written again."""
+    splits = "/".join(sorted({s.split or "-" for s in samples}))
+    ids = f"{len(samples)} samples, split {splits}, ids {samples[0].sample_id} .. {samples[-1].sample_id}"
+    if kind != "synthetic":
+        return f"{kind} ({source}): {ids}"
+    seeds = {m.group(1) for m in (re.match(r"synth-(\d+)-", str(s.sample_id)) for s in samples) if m}
+    try:
+        from PIL import Image
+
+        with Image.open(samples[0].image_path) as im:
+            size = min(im.size)
+    except OSError:
+        size = None
+    images = _images_in(Path(source))  # the generator's --n matters: it shuffles the categories over all n
+    if len(seeds) == 1 and size and images:
+        made = f"`groundkit demo-data --n {images} --seed {seeds.pop()} --size {size} --split {splits}`, first"
+    else:
+        made = f"synthetic, {size or '?'} px,"
+    return f"synthetic chest X-rays, {made} {ids} (folder {source})"
+
+
+def _images_in(folder: Path) -> int | None:
+    """How many images a synthetic folder's CSV lists (None when it cannot be read)."""
+    import csv
+
+    from groundkit.data.synthetic import CSV_NAME
+
+    try:
+        with open(folder / CSV_NAME, newline="") as f:
+            return len({row["dicom_id"] for row in csv.DictReader(f)})
+    except (OSError, KeyError, csv.Error):
+        return None
 
 
 def row_fields(g, boxes) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from groundkit.evaluation.protocols import get_protocol
+
 __all__ = ["Config", "configs_with_rows", "merge_configs"]
 
 
@@ -29,6 +31,13 @@ class Config:
         return cls(label=d["label"], checkpoint=d["checkpoint"], path=d.get("path", ""), adapter=d.get("adapter", ""),
                    recipe=dict(d.get("recipe") or {}), recipe_digest=d["recipe_digest"], protocol=d["protocol"],
                    metrics=tuple(d["metrics"]))
+
+    @property
+    def main_metric(self) -> str:
+        """The metric the config is judged by first (gallery picks, risk-coverage curves, rankings at equal
+        coverage): its protocol's main metric when the config computed it (a registered protocol says which)."""
+        metric = get_protocol(self.protocol).main_metric
+        return metric if metric in self.metrics else self.metrics[0]
 
     def owns(self, row: Mapping[str, Any]) -> bool:
         return row.get("checkpoint") == self.checkpoint and row.get("recipe_digest") == self.recipe_digest

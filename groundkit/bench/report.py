@@ -23,22 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from groundkit.bench import svg
 from groundkit.bench.configs import Config
+from groundkit.bench.coverage import curve, reliability_bins, scored_rows
 from groundkit.bench.rows import metric_value
 from groundkit.core.categories import ordered
 from groundkit.core.outdir import make_dirs, write_text
-from groundkit.evaluation.protocols import get_protocol
+from groundkit.evaluation import calibration as cal
 
-__all__ = ["GalleryItem", "main_metric", "select_gallery", "build_gallery", "write_report"]
+__all__ = ["GalleryItem", "select_gallery", "build_gallery", "write_report"]
 
 TAGS = ("best", "median", "worst")
-
-
-def main_metric(cfg: Config) -> str:
-    """The metric a config's gallery ranks samples by: its protocol's main metric when the config computed it."""
-    metric = get_protocol(cfg.protocol).main_metric
-    return metric if metric in cfg.metrics else cfg.metrics[0]
-
 
 
 @dataclass
@@ -60,7 +55,7 @@ def _safe(name: str) -> str:
 
 def select_gallery(rows: Sequence[Mapping], cfg: Config, metric: str | None = None) -> list[tuple[str, str, dict]]:
     """[(category, tag, row)]: best, median and worst successful row per category (distinct samples)."""
-    metric = metric or main_metric(cfg)
+    metric = metric or cfg.main_metric
     by_cat: dict[str, list[dict]] = {}
     for r in rows:
         if cfg.owns(r) and not r.get("error") and math.isfinite(metric_value(r, metric)):
@@ -87,7 +82,7 @@ def build_gallery(out_dir: str | Path, rows: Sequence[Mapping], plans: Sequence[
     items: list[GalleryItem] = []
     for plan in plans:
         cfg = plan.config
-        metric = main_metric(cfg)
+        metric = cfg.main_metric
         picks = select_gallery(rows, cfg, metric)
         if not picks:
             continue
@@ -155,6 +150,8 @@ p.note{font-size:.85em;color:#555;margin:.2em 0;overflow-wrap:anywhere}
 .gallery td{text-align:center;vertical-align:top;white-space:normal;max-width:340px}
 .gallery img{width:320px;max-width:100%;height:auto}.cap{font-size:.8em;color:#444}
 .err{color:#b00020}
+.conf{display:flex;flex-wrap:wrap;gap:1em}.conf figure{margin:.4em 0;max-width:100%}
+.conf figcaption{font-size:.8em;color:#444;max-width:360px;overflow-wrap:anywhere}
 """
 
 
@@ -194,6 +191,33 @@ def _charts(out: Path, tables) -> list[str]:
     return parts
 
 
+def _confidence(rows: Sequence[Mapping], configs: Sequence[Config]) -> list[str]:
+    """Per config a reliability diagram and a risk-coverage curve (inline SVG), or why there are none."""
+    esc = html.escape
+    parts = ["<h2>Confidence</h2><p class='note'>Calibrated confidence = predicted P(IoU of the returned mask with the "
+             "true boxes ≥ 0.3). Reliability: 10 equal-width confidence bins, bar height = observed rate of IoU ≥ 0.3, "
+             "number = samples in the bin, dot = mean confidence of the bin; on the diagonal when calibrated. "
+             "Risk-coverage: risk = 1 − mean IoU of the most confident share kept (lower is better).</p>"]
+    for cfg in configs:
+        ok = [r for r in rows if cfg.owns(r) and not r.get("error") and not r.get("dropped")]
+        s = scored_rows(ok, cfg.main_metric)
+        if len(s.iou) < 2:
+            parts.append(f"<p class='note uncalibrated'>{esc(cfg.label)}: uncalibrated (no calibration for this checkpoint "
+                         "and recipe, or fewer than 2 scored samples): no reliability diagram or risk-coverage curve is "
+                         "drawn; the raw signals are in rows.jsonl.</p>")
+            continue
+        hit = s.iou >= cal.IOU_THRESHOLD
+        err, n = cal.ece(s.confidence, hit), len(s.iou)
+        auc, rnd, orc = cal.aurc(s.confidence, s.iou), cal.aurc_random(s.iou), cal.aurc_oracle(s.iou)
+        parts.append(f"<h3>{esc(cfg.label)}</h3><div class='conf' data-config='{esc(cfg.label)}'>"
+                     f"<figure>{svg.reliability_svg(reliability_bins(s), f'Reliability diagram: {cfg.label}')}"
+                     f"<figcaption>Reliability, {n} samples: ECE {err:.3f} (10 bins).</figcaption></figure>"
+                     f"<figure>{svg.risk_coverage_svg(curve(s), f'Risk-coverage curve: {cfg.label}')}"
+                     f"<figcaption>Risk-coverage, {n} samples: AURC {auc:.3f} (random order {rnd:.3f}, oracle order "
+                     f"{orc:.3f}).</figcaption></figure></div>")
+    return parts
+
+
 def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: Sequence[Config],
                  gallery: Sequence[GalleryItem] = (), run_info: Mapping[str, Any] | None = None) -> Path:
     out = Path(out_dir)
@@ -224,6 +248,7 @@ def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: 
                 "<div class='charts'>")
     body += _charts(out, tables)
     body.append("</div>")
+    body += _confidence(rows, configs)
 
     if gallery:
         body.append("<h2>Gallery</h2><p class='note'>Best, median and worst sample per category by the protocol's "

@@ -31,6 +31,7 @@ import numpy as np
 
 from groundkit.bench.confidence import confidence_table
 from groundkit.bench.configs import Config
+from groundkit.bench.coverage import risk_coverage_table
 from groundkit.bench.references import load_references, nuetzel_reference_columns, recipe_differences
 from groundkit.bench.rows import metric_value
 from groundkit.bench.sidebyside import side_by_side
@@ -193,6 +194,10 @@ def build_tables(rows: Sequence[Mapping], configs: Sequence[Config], reference_d
     csvs.update(side_csvs)
     _all_metrics(configs, aggs, data, sections, csvs)
     sections += [Section(*t) for t in [confidence_table(data)] if t]  # groundkit.bench.confidence
+    rc_section, rc_rows = risk_coverage_table(configs, data)  # groundkit.bench.coverage; calibrated configs only
+    if rc_section:
+        sections.append(Section(*rc_section, text_cols=2))
+        csvs["risk_coverage"] = rc_rows
     summary = {c.label: {**aggs[c.label].to_dict(), "protocol": c.protocol, "recipe_digest": c.recipe_digest,
                          "checkpoint": c.checkpoint, "errors": data[c.label][1], "dropped": dropped_rows(rows, c)}
                for c in configs if c.label in aggs}

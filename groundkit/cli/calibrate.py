@@ -29,6 +29,7 @@ def calibrate(
 ):
     """Fit P(IoU of the returned mask >= 0.3) from label-free signals (logistic regression) on validation data."""
     from groundkit.bench.confidence import calibrate as fit_and_store
+    from groundkit.bench.confidence import describe_data
     from groundkit.bench.datasets import load_dataset
 
     kind = C.check_dataset(dataset, csv, images, data)
@@ -48,9 +49,7 @@ def calibrate(
     if not samples:
         C.fail("no samples to calibrate on")
     model = C.load_model(checkpoint, device, dtype, checkpoints_file)
-    splits = sorted({s.split or "-" for s in samples})
-    where = (f"{data if kind == 'synthetic' else csv}: {len(samples)} samples, split {'/'.join(splits)}, "
-             f"ids {samples[0].sample_id} .. {samples[-1].sample_id}")
+    where = describe_data(kind, data if kind == "synthetic" else csv, samples)
     say = (lambda m: typer.echo(f"\r  {m}", nl=False, err=True)) if progress else None
     try:
         doc, path = fit_and_store(model, samples, recipe, data=where, out_dir=out, progress=say, **C.parse_sets(set_))
