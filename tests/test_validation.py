@@ -116,6 +116,8 @@ def test_cli_set_values_fail_before_the_model_loads(tmp_path):
         assert says in line and "loading" not in line, line
         assert time.perf_counter() - start < HANG_S  # a hang guard; "loading" absent above is the real check
     assert not (tmp_path / "o").exists()
+    line = _one_error_line(_cli("report", "--set", "sigma=nan", "--out", str(tmp_path / "r")))  # the report flow too
+    assert "'sigma'" in line and "loading" not in line, line
 
 
 # ------------------------------------------------------------------ 2. YAML: no alias expansion, values checked by file and key

@@ -57,10 +57,11 @@ def report(
         check_targets(out, ("overlay.png", "findings.json", "report.html"), ("finding_*",))
     except UnsafeOutputError as e:
         C.fail(str(e))
+    overrides = C.parse_sets(set_)  # bounds checked before the model loads (groundkit.core.bounds)
     model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
     try:
         rg = model.ground_report(image, text, recipe, contrast=contrast, side_prior=side_prior, progress=progress,
-                                 min_confidence=min_confidence, **C.parse_sets(set_))
+                                 min_confidence=min_confidence, **overrides)
     except (FileNotFoundError, ValueError) as e:
         C.fail(str(e))
     rg.save(out)
