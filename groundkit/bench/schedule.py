@@ -144,23 +144,40 @@ def schedule(model, plan: Plan, groups: list, info: dict):
     flight, so memory stays bounded; rows still come out in order and a failing image still becomes its error
     rows. Stage seconds (``info["stages"]``): ``unet`` (this thread's passes), ``post`` (summed over the
     workers), ``prefetch``, ``wall``."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    workers = int(info.get("workers") if info.get("workers") is not None else _env_int("GROUNDKIT_WORKERS", 1))
-    cross = info.get("cross_image")
-    cross = bool(_env_int("GROUNDKIT_CROSS_IMAGE", 1)) if cross is None else bool(cross)
-    cross = cross and hasattr(model, "precapture")
+    workers, cross = _settings(model, info)
     stages = info.setdefault("stages", {"unet": 0.0, "post": 0.0, "prefetch": 0.0, "wall": 0.0})
     t_wall = time.perf_counter()
     if not cross and workers <= 0:  # the plain sequential loop
-        for group in groups:
-            t = time.perf_counter()
-            rows = _ground_group(model, plan, group)
-            stages["post"] += time.perf_counter() - t
-            yield rows
-        stages["wall"] += time.perf_counter() - t_wall
+        yield from _sequential(model, plan, groups, stages, t_wall)
         return
+    yield from _overlapped(model, plan, groups, workers, cross, stages, t_wall)
+
+
+def _settings(model, info: dict) -> tuple[int, bool]:
+    """(post-processing workers, cross-image batching on?) from ``info``, else GROUNDKIT_WORKERS /
+    GROUNDKIT_CROSS_IMAGE; batching needs a model that offers ``precapture``."""
+    workers = int(info.get("workers") if info.get("workers") is not None else _env_int("GROUNDKIT_WORKERS", 1))
+    cross = info.get("cross_image")
+    cross = bool(_env_int("GROUNDKIT_CROSS_IMAGE", 1)) if cross is None else bool(cross)
+    return workers, cross and hasattr(model, "precapture")
+
+
+def _sequential(model, plan: Plan, groups: list, stages: dict, t_wall: float):
+    """One image after the other in this thread: no batching, no overlap."""
+    for group in groups:
+        t = time.perf_counter()
+        rows = _ground_group(model, plan, group)
+        stages["post"] += time.perf_counter() - t
+        yield rows
+    stages["wall"] += time.perf_counter() - t_wall
+
+
+def _overlapped(model, plan: Plan, groups: list, workers: int, cross: bool, stages: dict, t_wall: float):
+    """Chunks of ``images_per_batch`` images: U-Net passes here, post-processing on ``workers`` threads,
+    the next chunk loaded on one more (see :func:`schedule`)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     k = max(1, model.images_per_batch(plan.recipe)) if cross else 1
     if cross:
         model.reserve_cache(3 * k + 8)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -50,14 +50,7 @@ def ablate(
 
     dataset = C.check_dataset(dataset, csv, images, data)
     overrides = C.parse_sets(set_)
-    posts = [p.strip() for p in post.split(",") if p.strip()] if post else None
-    ms = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    try:
-        ns = [int(n) for n in last_n.split(",") if n.strip()] if last_n else None
-    except ValueError:
-        C.fail(f"--last-n expects comma-separated integers, got {last_n!r}")
-    if preset is not None and preset not in PRESETS:
-        C.fail(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    posts, ms, ns = _parse_lists(post, metrics, last_n, preset)
     try:
         samples = load_dataset(dataset, csv=csv, images=images, data=data, split=split, limit=limit)
         if not len(samples):
@@ -66,18 +59,44 @@ def ablate(
         model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
         lws, sws = layers_grid, timesteps_grid
         if preset == "vilouras-table2":
-            overrides.setdefault("grid", "stride:10")
-            r = model.recipe(recipe, **{**overrides, "steps": "0:1", "layers": "all"})  # only the grid is needed here
-            n_grid = len(r.timesteps(model.adapter.schedule.num_train_timesteps))
-            p_lws, p_sws, p_posts = A.vilouras_table2_grid(len(model.layers), n_grid)
-            lws = lws if lws is not None else p_lws
-            sws = sws if sws is not None else p_sws
-            posts = posts or p_posts
-            ms = ms or ["miou_thr", "cnr"]
+            lws, sws, posts, ms = _vilouras_table2(model, recipe, overrides, lws, sws, posts, ms)
         res = A.run_ablation(model, samples, recipe, lws, sws, posts, ms, out, resume=resume, progress=progress,
                              last_n=ns, store_dtype=store_dtype, overrides=overrides)
     except (FileNotFoundError, ValueError, UnsafeOutputError) as e:
         C.fail(str(e))
+    _print_summary(res, out)
+
+
+def _parse_lists(post: str | None, metrics: str | None, last_n: str | None, preset: str | None
+                 ) -> tuple[list[str] | None, list[str] | None, list[int] | None]:
+    """(posts, metrics, last-n windows) from their comma-separated options; a bad --last-n or --preset fails."""
+    posts = [p.strip() for p in post.split(",") if p.strip()] if post else None
+    ms = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    try:
+        ns = [int(n) for n in last_n.split(",") if n.strip()] if last_n else None
+    except ValueError:
+        C.fail(f"--last-n expects comma-separated integers, got {last_n!r}")
+    if preset is not None and preset not in PRESETS:
+        C.fail(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    return posts, ms, ns
+
+
+def _vilouras_table2(model: Any, recipe: str | None, overrides: dict[str, Any], lws: Any, sws: Any,
+                     posts: list[str] | None, ms: list[str] | None) -> tuple[Any, Any, list[str], list[str]]:
+    """The windows, posts and metrics of Vilouras Table II (on grid stride:10); explicit options win."""
+    from groundkit.bench import ablation as A
+
+    overrides.setdefault("grid", "stride:10")
+    r = model.recipe(recipe, **{**overrides, "steps": "0:1", "layers": "all"})  # only the grid is needed here
+    n_grid = len(r.timesteps(model.adapter.schedule.num_train_timesteps))
+    p_lws, p_sws, p_posts = A.vilouras_table2_grid(len(model.layers), n_grid)
+    lws = lws if lws is not None else p_lws
+    sws = sws if sws is not None else p_sws
+    return lws, sws, posts or p_posts, ms or ["miou_thr", "cnr"]
+
+
+def _print_summary(res: Any, out: Path) -> None:
+    """The run in a few lines: its size, the table of the first metric, the best window, timings."""
     m = res.metrics[0]
     typer.echo(f"{res.n_samples} samples, {len(res.cells)} cells ({len(res.layer_windows)} layer x "
                f"{len(res.step_windows)} timestep windows x {len(res.posts)} posts), protocol {res.protocol}")

@@ -13,7 +13,7 @@ merges (see groundkit.bench.runner); on CPU each rank keeps at most cores / rank
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import typer
 
@@ -57,28 +57,11 @@ def benchmark(
     if out is None:
         C.fail("--out DIR is required")
     dataset = C.check_dataset(dataset, csv, images, data)
-    from groundkit.bench.datasets import load_dataset
-    from groundkit.bench.distributed import dist_info, init_distributed
     from groundkit.bench.runner import run_benchmark
 
     overrides = C.parse_sets(set_)
-    try:
-        samples = load_dataset(dataset, csv=csv, images=images, data=data, split=split)
-    except (FileNotFoundError, ValueError) as e:
-        C.fail(str(e))
-    if len(samples) == 0:
-        C.fail(f"the dataset has no samples{' in split ' + repr(split) if split else ''}")
-    selected = list(samples)[:limit] if limit else list(samples)
-    present = sum(Path(s.image_path).is_file() for s in selected)
-    if present == 0:
-        C.fail(f"none of the {len(selected)} images exists, e.g. {selected[0].image_path}: check --images"
-              + (" / --data" if dataset == "synthetic" else ""))
-    initialised = init_distributed(device)
-    C.say(f"loading {', '.join(checkpoint)} ...")
-    rank, world = dist_info()
-    if rank == 0 and present < len(selected):
-        typer.secho(f"warning: {len(selected) - present} of {len(selected)} images are missing; their rows will hold the error",
-                    fg=typer.colors.YELLOW, err=True)
+    samples, n_selected, present = _load_samples(dataset, csv, images, data, split, limit)
+    initialised, rank = _start(device, checkpoint, n_selected, present)
     desc = {"kind": dataset, "csv": str(csv) if csv else None, "images": str(images) if images else None,
             "data": str(data) if data else None, "split": split}
     try:
@@ -93,9 +76,47 @@ def benchmark(
 
             dist.destroy_process_group()
     if rank == 0:
-        typer.echo(result.summary())
-        if result.tables is not None:
-            typer.echo("\n" + result.tables.markdown(published=False))
+        _print_result(result)
+
+
+def _load_samples(dataset: str, csv: Optional[Path], images: Optional[Path], data: Optional[Path], split: Optional[str],
+                  limit: Optional[int]) -> tuple[Any, int, int]:
+    """(the dataset's samples, how many --limit selects, how many of those images exist); fails when there is
+    nothing to run (no dataset, no samples, not one image on disk)."""
+    from groundkit.bench.datasets import load_dataset
+
+    try:
+        samples = load_dataset(dataset, csv=csv, images=images, data=data, split=split)
+    except (FileNotFoundError, ValueError) as e:
+        C.fail(str(e))
+    if len(samples) == 0:
+        C.fail(f"the dataset has no samples{' in split ' + repr(split) if split else ''}")
+    selected = list(samples)[:limit] if limit else list(samples)
+    present = sum(Path(s.image_path).is_file() for s in selected)
+    if present == 0:
+        C.fail(f"none of the {len(selected)} images exists, e.g. {selected[0].image_path}: check --images"
+              + (" / --data" if dataset == "synthetic" else ""))
+    return samples, len(selected), present
+
+
+def _start(device: Optional[str], checkpoint: List[str], n_selected: int, present: int) -> tuple[bool, int]:
+    """(whether this call started torch.distributed, this process's rank); rank 0 warns of missing images."""
+    from groundkit.bench.distributed import dist_info, init_distributed
+
+    initialised = init_distributed(device)
+    C.say(f"loading {', '.join(checkpoint)} ...")
+    rank, world = dist_info()
+    if rank == 0 and present < n_selected:
+        typer.secho(f"warning: {n_selected - present} of {n_selected} images are missing; their rows will hold the error",
+                    fg=typer.colors.YELLOW, err=True)
+    return initialised, rank
+
+
+def _print_result(result: Any) -> None:
+    """The run's summary and its tables (rank 0 only)."""
+    typer.echo(result.summary())
+    if result.tables is not None:
+        typer.echo("\n" + result.tables.markdown(published=False))
 
 
 def _compare(dirs: Tuple[Path, Path], checkpoint: List[str], n_boot: int, seed: int, out: Optional[Path]) -> None:

@@ -12,6 +12,10 @@ Every weight file groundkit reads goes through :func:`load_state_dict`:
 :func:`check_keys` / :func:`load_into` then compare a state dict with what a module expects and explain a
 mismatch in terms a user can act on (which file, which keys, which shapes, and whether the file looks like
 a different component altogether).
+
+The error classes (:mod:`groundkit.core.checkpoint_errors`) and the folder confinement
+(:func:`confined`, :func:`escaping_link`, :func:`component_folder`, from :mod:`groundkit.core.confine`) live in
+modules of their own and are re-exported here.
 """
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from groundkit.core.checkpoint_errors import CheckpointError, CheckpointMismatchError, UnsafeCheckpointError
+from groundkit.core.confine import component_folder, confined, escaping_link
 
 __all__ = [
     "CheckpointError",
@@ -46,16 +53,6 @@ _WRAPPER_KEYS = ("state_dict", "model")
 _SHOW = 5  # how many keys of each kind an error message lists
 
 
-class CheckpointError(ValueError):
-    """A weight file is unreadable (truncated, corrupt, or not a state dict)."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A ``torch.save`` file needs more than tensors to load; groundkit refuses to unpickle it."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """A state dict does not fit the module it is meant for (missing/unexpected keys, wrong shapes)."""
 
 
 def _convert_hint(path: Path) -> str:
@@ -215,6 +212,49 @@ def _fmt_shape(s: Any) -> str:
     return "(" + ", ".join(str(int(d)) for d in s) + ")"
 
 
+def _key_differences(expected: Mapping[str, Any], got: Mapping[str, torch.Tensor]) -> tuple[list, list, list]:
+    """(missing keys, unexpected keys, (key, expected shape, file shape) mismatches), in key order."""
+    exp_keys, got_keys = list(expected), list(got)
+    exp_set, got_set = set(exp_keys), set(got_keys)
+    missing = [k for k in exp_keys if k not in got_set]
+    unexpected = [k for k in got_keys if k not in exp_set]
+    mismatched = []
+    for k in exp_keys:
+        if k in got_set:
+            es, gs = tuple(int(d) for d in expected[k]), tuple(got[k].shape)
+            if es != gs:
+                mismatched.append((k, es, gs))
+    return missing, unexpected, mismatched
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
+def _mismatch_hints(exp_keys: list[str], got_keys: list[str], missing: list[str], unexpected: list[str],
+                    mismatched: list) -> list[str]:
+    """What the differences suggest: another component's file, old monai-generative names, a stray prefix,
+    or a config that does not fit the weights."""
+    hints = []
+    exp_comp, got_comp = _component(exp_keys), _component(got_keys)
+    if exp_comp and got_comp and exp_comp != got_comp:
+        hints.append(
+            f"this file looks like {_a(got_comp)} checkpoint, but {_a(exp_comp)} was expected "
+            "(wrong file for this component, e.g. autoencoder and diffusion model swapped?)"
+        )
+    if any(".to_out.0." in k for k in unexpected) and any(".out_proj." in k for k in missing):
+        hints.append(
+            "the file uses the old monai-generative key names (to_out.0 / upsampler conv); groundkit renames them "
+            "(groundkit.families.monai_ldm.keys.convert_old_monai_keys); the remaining differences are listed above"
+        )
+    prefix = _common_prefix_fix(exp_keys, got_keys) if (missing and unexpected) else None
+    if prefix:
+        hints.append(prefix)
+    if mismatched and not (missing or unexpected):
+        hints.append("same architecture but different sizes: the config does not match these weights")
+    return hints
+
+
 def check_keys(
     expected: Mapping[str, Any],
     got: Mapping[str, torch.Tensor],
@@ -231,17 +271,8 @@ def check_keys(
     expected), an old monai-generative file where MONAI core keys were expected, or a stray key prefix.
     ``allow_missing`` / ``allow_unexpected`` relax the corresponding check (shapes are always checked).
     """
-    exp_keys = list(expected)
-    got_keys = list(got)
-    exp_set, got_set = set(exp_keys), set(got_keys)
-    missing = [k for k in exp_keys if k not in got_set]
-    unexpected = [k for k in got_keys if k not in exp_set]
-    mismatched = []
-    for k in exp_keys:
-        if k in got_set:
-            es, gs = tuple(int(d) for d in expected[k]), tuple(got[k].shape)
-            if es != gs:
-                mismatched.append((k, es, gs))
+    exp_keys, got_keys = list(expected), list(got)
+    missing, unexpected, mismatched = _key_differences(expected, got)
     bad_missing = missing if not allow_missing else []
     bad_unexpected = unexpected if not allow_unexpected else []
     if not (bad_missing or bad_unexpected or mismatched):
@@ -263,28 +294,7 @@ def check_keys(
         lines.append("  shape mismatches (first %d):" % min(_SHOW, len(mismatched)))
         for k, es, gs in mismatched[:_SHOW]:
             lines.append(f"    {k}: expected {_fmt_shape(es)}, file has {_fmt_shape(gs)}")
-
-    def a(word: str) -> str:
-        return ("an " if word[:1].lower() in "aeiou" else "a ") + word
-
-    hints = []
-    exp_comp, got_comp = _component(exp_keys), _component(got_keys)
-    if exp_comp and got_comp and exp_comp != got_comp:
-        hints.append(
-            f"this file looks like {a(got_comp)} checkpoint, but {a(exp_comp)} was expected "
-            "(wrong file for this component, e.g. autoencoder and diffusion model swapped?)"
-        )
-    if any(".to_out.0." in k for k in unexpected) and any(".out_proj." in k for k in missing):
-        hints.append(
-            "the file uses the old monai-generative key names (to_out.0 / upsampler conv); groundkit renames them "
-            "(groundkit.families.monai_ldm.keys.convert_old_monai_keys); the remaining differences are listed above"
-        )
-    prefix = _common_prefix_fix(exp_keys, got_keys) if (missing and unexpected) else None
-    if prefix:
-        hints.append(prefix)
-    if mismatched and not (missing or unexpected):
-        hints.append("same architecture but different sizes: the config does not match these weights")
-    for h in hints:
+    for h in _mismatch_hints(exp_keys, got_keys, missing, unexpected, mismatched):
         lines.append("  hint: " + h)
     raise CheckpointMismatchError("\n".join(lines))
 
@@ -314,92 +324,6 @@ def load_into(
     )
     return module.load_state_dict(dict(state_dict), strict=strict, assign=assign)  # assign: a meta-device module takes the file's tensors
 
-
-def confined(root: str | os.PathLike, name: str, source: str) -> Path:
-    """``root / name``, refused unless it resolves (symlinks followed) inside ``root``.
-
-    Every file name that a checkpoint's own files name (shard indexes, configs) goes through here, so a
-    crafted ``../../elsewhere.safetensors`` or an absolute path can never make groundkit read outside the
-    checkpoint folder. ``source`` names the file and entry the name came from, for the error."""
-    base = Path(root).resolve()
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise CheckpointError(f"{source}: expected a file name inside {base}, got {name!r}")
-    target = (base / name).resolve()
-    if Path(name).is_absolute() or not target.is_relative_to(base):
-        raise CheckpointError(f"{source}: {name!r} points outside the checkpoint folder {base}; refused "
-                              "(every file a checkpoint names must lie inside its folder)")
-    return target
-
-
-def _hf_blob(root: Path, target: Path) -> bool:
-    """A Hugging Face cache snapshot links its files to the same repository's ``blobs/``: not an escape."""
-    return root.parent.name == "snapshots" and target.is_relative_to(root.parent.parent / "blobs")
-
-
-def escaping_link(root: str | os.PathLike, path: str | os.PathLike) -> tuple[Path, Path] | None:
-    """``(link, where it points)`` when ``path`` - lexically inside the checkpoint folder ``root`` - is, or lies
-    under, a symbolic link that leads outside ``root`` (links into a Hugging Face cache snapshot's own ``blobs/``
-    excepted); None otherwise, and for a path that is not lexically under ``root`` (a folder the user configured)."""
-    root, path = Path(root), Path(path)
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        return None
-    base = root.resolve()
-    current = root
-    for part in rel.parts:
-        current = current / part
-        if current.is_symlink():
-            target = current.resolve()
-            if not target.is_relative_to(base) and not _hf_blob(base, target):
-                return current, target
-    return None
-
-
-def _escaping_file(root: str | os.PathLike, folder: str | os.PathLike, limit: int = 10_000) -> tuple[Path, Path] | None:
-    """A file or folder *inside* the component folder that is a link leaving ``root`` (a weight file linked to
-    /etc/..., say): transformers and diffusers open such files themselves, so they are checked before the load.
-    Bounded: the first ``limit`` entries, three levels deep. None for a folder not lexically under ``root``."""
-    root, folder = Path(root), Path(folder)
-    try:
-        folder.relative_to(root)
-    except ValueError:
-        return None
-    if not folder.is_dir():
-        return None
-    base, seen, todo = root.resolve(), 0, [(folder, 0)]
-    while todo:
-        current, depth = todo.pop()
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            continue
-        for entry in entries:
-            seen += 1
-            if seen > limit:
-                return None
-            path = Path(entry.path)
-            if entry.is_symlink():
-                target = path.resolve()
-                if not target.is_relative_to(base) and not _hf_blob(base, target):
-                    return path, target
-            elif depth < 2 and entry.is_dir(follow_symlinks=False):
-                todo.append((path, depth + 1))
-    return None
-
-
-def component_folder(root: str | os.PathLike, folder: str | os.PathLike, what: str) -> Path:
-    """``folder``, a component folder of the checkpoint ``root`` (text_encoder/, tokenizer/, unet/, vae/, models/),
-    refused when it is a symbolic link that leads outside ``root``: a downloaded checkpoint cannot make groundkit
-    read files elsewhere on the machine through a linked folder. A folder the user configured outside ``root``
-    (checkpoints.yaml) is not the checkpoint's own, and is left alone."""
-    hit = escaping_link(root, folder) or _escaping_file(root, folder)
-    if hit is not None:
-        link, target = hit
-        raise CheckpointError(f"{what}: {link} is a symbolic link to {target}, outside the checkpoint folder "
-                              f"{Path(root).resolve()}; refused (a checkpoint's components must lie inside its folder: "
-                              "copy them in, or configure the folder's path in checkpoints.yaml)")
-    return Path(folder)
 
 
 def read_shard_index(index: str | os.PathLike) -> list[Path]:

@@ -241,6 +241,27 @@ def synthetic_report(rng: np.random.Generator, findings: list[dict]) -> dict:
     w = _Writer()
     w.add(_pick(rng, PREAMBLES))
     w.add(_pick(rng, FINDINGS_HEADERS) + " ")
+    sentences = _findings_sentences(rng, findings, neg_cats)
+    order = rng.permutation(len(sentences))
+    fillers = list(FILLER_ANY)
+    if not present & {"Cardiomegaly", "Edema"}:
+        fillers += list(FILLER_HEART)
+    n_fill = int(rng.integers(0, 3))
+    chosen_fill = [fillers[i] for i in rng.choice(len(fillers), size=n_fill, replace=False)]
+    items: list[tuple[str, dict]] = [sentences[i] for i in order] + [(f, {}) for f in chosen_fill]
+    for k, (template, slots) in enumerate(items):
+        if k:
+            w.add("\n" if rng.random() < 0.15 else " ")
+        w.sentence(template, slots)
+
+    _write_impression(rng, w, findings, neg_cats)
+    return {"text": w.text, "mentions": w.mentions}
+
+
+def _findings_sentences(rng: np.random.Generator, findings: list[dict], neg_cats: list[str]
+                        ) -> list[tuple[str, dict[str, tuple[str, dict[str, Any]]]]]:
+    """FINDINGS' sentences (template, slots) in draw order: sometimes one sentence with both polarities,
+    one per positive, the negatives alone or as a pair."""
     sentences: list[tuple[str, dict[str, tuple[str, dict[str, Any]]]]] = []
     pos_slots = [(f["phrase"], _meta(f["category"], False, f.get("boxes", []), i)) for i, f in enumerate(findings)]
     neg_slots = []
@@ -260,19 +281,11 @@ def synthetic_report(rng: np.random.Generator, findings: list[dict]) -> dict:
         lung = slot[1]["category"] in LUNG_CATEGORIES
         templates = NEGATIVE_TEMPLATES + (LUNG_NEGATIVE_TEMPLATES if lung else ())
         sentences.append((_pick(rng, templates), {"n": slot}))
-    order = rng.permutation(len(sentences))
-    fillers = list(FILLER_ANY)
-    if not present & {"Cardiomegaly", "Edema"}:
-        fillers += list(FILLER_HEART)
-    n_fill = int(rng.integers(0, 3))
-    chosen_fill = [fillers[i] for i in rng.choice(len(fillers), size=n_fill, replace=False)]
-    items: list[tuple[str, dict]] = [sentences[i] for i in order] + [(f, {}) for f in chosen_fill]
-    for k, (template, slots) in enumerate(items):
-        if k:
-            w.add("\n" if rng.random() < 0.15 else " ")
-        w.sentence(template, slots)
+    return sentences
 
-    # IMPRESSION: restate some positives in other words, or repeat a negative
+
+def _write_impression(rng: np.random.Generator, w: _Writer, findings: list[dict], neg_cats: list[str]) -> None:
+    """IMPRESSION (numbered or not): some positives restated in other words, or a negative repeated."""
     w.add("\n\n" + _pick(rng, IMPRESSION_HEADERS) + " ")
     numbered = rng.random() < 0.3
     imp: list[tuple[str, dict]] = []
@@ -293,4 +306,3 @@ def synthetic_report(rng: np.random.Generator, findings: list[dict]) -> dict:
         elif k:
             w.add(" ")
         w.sentence(template, slots)
-    return {"text": w.text, "mentions": w.mentions}

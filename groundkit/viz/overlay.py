@@ -69,33 +69,49 @@ def compose(
     out = np.repeat(gray[..., None], 3, axis=-1) if gray.ndim == 2 else gray.copy()
 
     if heatmap is not None:
-        hm = map2d(heatmap)
-        if hm.shape != (h0, w0):
-            raise ValueError(f"heatmap {hm.shape} and image {(h0, w0)} must share one pixel grid (resample first)")
-        hm = resize(hm, hw, nearest=True)
-        valid = np.isfinite(hm)
-        if valid.any():
-            lo = float(np.nanmin(hm)) if vmin is None else float(vmin)
-            hi = float(np.nanmax(hm)) if vmax is None else float(vmax)
-            norm = np.clip((np.where(valid, hm, lo) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
-            rgb = colormaps[cmap](norm)[..., :3] * 255.0
-            blended = (1.0 - alpha) * out.astype(np.float32) + alpha * rgb
-            out = np.where(valid[..., None], np.rint(blended).clip(0, 255).astype(np.uint8), out)
-
+        out = _blend_heatmap(out, heatmap, (h0, w0), hw, cmap, alpha, vmin, vmax)
     lw = line_width or _line_width(*hw)
     if mask is not None:
-        m = as_numpy(mask)
-        m = np.squeeze(m) if m.ndim > 2 else m
-        m = np.nan_to_num(m.astype(np.float32)) > 0.5 if m.dtype != bool else m
-        if m.shape != (h0, w0):
-            raise ValueError(f"mask {m.shape} and image {(h0, w0)} must share one pixel grid")
-        m = resize(m, hw, nearest=True)
-        inner = m
-        for _ in range(lw):
-            inner = _erode(inner)
-        out[m & ~inner] = rgb255(mask_color)
+        _paint_mask(out, mask, (h0, w0), hw, lw, mask_color)
+    _paint_boxes(out, boxes, hw, scale, lw, gt_color)
+    return out
 
-    col = rgb255(gt_color)
+
+def _blend_heatmap(out: np.ndarray, heatmap: Any, grid: tuple[int, int], hw: tuple[int, int], cmap: str, alpha: float,
+                   vmin: float | None, vmax: float | None) -> np.ndarray:
+    """``out`` with the heatmap (on the image's pixel grid ``grid``) blended in where it is finite."""
+    hm = map2d(heatmap)
+    if hm.shape != grid:
+        raise ValueError(f"heatmap {hm.shape} and image {grid} must share one pixel grid (resample first)")
+    hm = resize(hm, hw, nearest=True)
+    valid = np.isfinite(hm)
+    if valid.any():
+        lo = float(np.nanmin(hm)) if vmin is None else float(vmin)
+        hi = float(np.nanmax(hm)) if vmax is None else float(vmax)
+        norm = np.clip((np.where(valid, hm, lo) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+        rgb = colormaps[cmap](norm)[..., :3] * 255.0
+        blended = (1.0 - alpha) * out.astype(np.float32) + alpha * rgb
+        out = np.where(valid[..., None], np.rint(blended).clip(0, 255).astype(np.uint8), out)
+    return out
+
+
+def _paint_mask(out: np.ndarray, mask: Any, grid: tuple[int, int], hw: tuple[int, int], lw: int, color: Any) -> None:
+    """The mask's contour, ``lw`` pixels wide inside the mask, painted into ``out`` in place."""
+    m = as_numpy(mask)
+    m = np.squeeze(m) if m.ndim > 2 else m
+    m = np.nan_to_num(m.astype(np.float32)) > 0.5 if m.dtype != bool else m
+    if m.shape != grid:
+        raise ValueError(f"mask {m.shape} and image {grid} must share one pixel grid")
+    m = resize(m, hw, nearest=True)
+    inner = m
+    for _ in range(lw):
+        inner = _erode(inner)
+    out[m & ~inner] = rgb255(color)
+
+
+def _paint_boxes(out: np.ndarray, boxes: Any, hw: tuple[int, int], scale: float, lw: int, color: Any) -> None:
+    """Each box's outline (inside the box, clipped to the image), scaled for display, painted into ``out`` in place."""
+    col = rgb255(color)
     H, W = hw
     for x, y, bw, bh in as_boxes(boxes):
         x0, y0 = round(x * scale), round(y * scale)
@@ -108,7 +124,6 @@ def compose(
         out[y1 - t:y1, x0:x1] = col
         out[y0:y1, x0:x0 + t] = col
         out[y0:y1, x1 - t:x1] = col
-    return out
 
 
 def overlay(
@@ -164,14 +179,19 @@ def overlay(
     if cb_w:
         cax = fig.add_axes(((left + w + 10) / FW, bottom / FH, 14 / FW, h / FH))
         add_colorbar(fig, cax, cmap, lo, hi, colorbar_label)
-    handles = legend_handles(has_mask, has_boxes, gt_color, mask_color)
-    if handles:
-        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 2 / FH),
-                   ncols=len(handles), fontsize=9, frameon=False, handlelength=1.2, borderaxespad=0)
+    _add_legend(fig, FH, has_mask, has_boxes, gt_color, mask_color)
     out = render(fig, path)
     out.info["groundkit_image_box"] = (left, top, w, h)
     out.info["groundkit_scale"] = s
     return out
+
+
+def _add_legend(fig: Any, fig_h: int, has_mask: bool, has_boxes: bool, gt_color: Any, mask_color: Any) -> None:
+    """The mask/box legend centred under the image (nothing when the figure shows neither)."""
+    handles = legend_handles(has_mask, has_boxes, gt_color, mask_color)
+    if handles:
+        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 2 / fig_h),
+                   ncols=len(handles), fontsize=9, frameon=False, handlelength=1.2, borderaxespad=0)
 
 
 def mark_sides(ax) -> None:

@@ -85,6 +85,33 @@ def _mean_err(x: Any) -> tuple[float, float | None]:
     return float(x), None
 
 
+def _reference_markers(ax: Any, reference: Mapping[str, Any], cats: list[str], names: list[str], x: np.ndarray,
+                       width: float, palette: Any) -> str | bool:
+    """Hollow markers for the published values: a circle over the bar of a name, a diamond at the group centre
+    for a category-wide value. Returns the marker drawn (for the legend), False when none was."""
+    ref_handle: str | bool = False  # the marker drawn, for the legend
+    for ci, c in enumerate(cats):
+        ref = reference.get(c)
+        if ref is None:
+            continue
+        items = ref.items() if isinstance(ref, Mapping) else [(None, ref)]
+        for n, val in items:
+            val = _mean_err(val)[0]
+            if not np.isfinite(val):
+                continue
+            if n in names:
+                k = names.index(n)
+                xx, marker, edge = x[ci] - 0.4 + width * (k + 0.5), "o", palette(k % palette.N)
+            else:
+                xx, marker, edge = x[ci], "D", "black"
+            ax.scatter([xx], [val], marker=marker, s=70, facecolors="none", edgecolors="black",
+                       linewidths=2.2, zorder=5)
+            ax.scatter([xx], [val], marker=marker, s=70, facecolors="none", edgecolors=[edge],
+                       linewidths=1.2, zorder=6)
+            ref_handle = marker
+    return ref_handle
+
+
 def category_bars(
     table: Mapping[str, Mapping[str, Any]],
     metric: str,
@@ -118,27 +145,7 @@ def category_bars(
         errs_arr = None if all(e is None for e in errs) else [0.0 if e is None else e for e in errs]
         ax.bar(x - 0.4 + width * (k + 0.5), means, width * 0.92, yerr=errs_arr, capsize=2, label=n,
                color=palette(k % palette.N), edgecolor="black", linewidth=0.4)
-    ref_handle: str | bool = False  # the marker drawn, for the legend
-    if reference:
-        for ci, c in enumerate(cats):
-            ref = reference.get(c)
-            if ref is None:
-                continue
-            items = ref.items() if isinstance(ref, Mapping) else [(None, ref)]
-            for n, val in items:
-                val = _mean_err(val)[0]
-                if not np.isfinite(val):
-                    continue
-                if n in names:
-                    k = names.index(n)
-                    xx, marker, edge = x[ci] - 0.4 + width * (k + 0.5), "o", palette(k % palette.N)
-                else:
-                    xx, marker, edge = x[ci], "D", "black"
-                ax.scatter([xx], [val], marker=marker, s=70, facecolors="none", edgecolors="black",
-                           linewidths=2.2, zorder=5)
-                ax.scatter([xx], [val], marker=marker, s=70, facecolors="none", edgecolors=[edge],
-                           linewidths=1.2, zorder=6)
-                ref_handle = marker
+    ref_handle = _reference_markers(ax, reference, cats, names, x, width, palette) if reference else False
     handles, labels = ax.get_legend_handles_labels()
     if ref_handle:
         handles.append(Line2D([], [], marker=ref_handle, linestyle="none", markerfacecolor="none",

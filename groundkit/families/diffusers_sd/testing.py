@@ -55,7 +55,7 @@ def build_sd_cxrbert(root: str | os.PathLike, tiny: bool = True, seed: int = 0,
     ``tokenizer/`` (vocab.txt, do_lower_case, model_max_length 512). Full size needs ~8 GB of disk.
     ``unet_overrides`` change the U-Net's config (e.g. ``only_cross_attention=True``: attn1 attends to the text).
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL
 
     tree = Path(root) / "sd15_cxrbert"
     tree.mkdir(parents=True, exist_ok=True)
@@ -81,6 +81,22 @@ def build_sd_cxrbert(root: str | os.PathLike, tiny: bool = True, seed: int = 0,
     vocab = wordpiece_vocab(None if tiny else CXRBERT_FULL["vocab_size"])
     write_wordpiece_tokenizer(tree / "tokenizer", vocab)
 
+    _write_unets(tree, tiny, seed, unet_overrides)
+
+    vae_cfg = dict(SD15_VAE_TINY if tiny else SD15_VAE_FULL)
+    gen = seeded(seed + 1)
+    vae = AutoencoderKL(**vae_cfg).eval()
+    redraw_zero_params(vae, gen)
+    save_diffusers(vae, tree / "vae")
+    del vae
+    return tree
+
+
+def _write_unets(tree: Path, tiny: bool, seed: int, unet_overrides: dict[str, Any] | None) -> None:
+    """``unet/`` and ``unet_ema/``: tiny, the EMA weights are the U-Net's plus noise of std 0.01 (so the two
+    differ); full size, ``unet_ema`` holds hard links (or copies) of ``unet``'s files, not a second draw."""
+    from diffusers import UNet2DConditionModel
+
     unet_cfg = {**(SD15_UNET_TINY if tiny else SD15_UNET_FULL), **(unet_overrides or {})}
     gen = seeded(seed)
     unet = UNet2DConditionModel(**unet_cfg).eval()
@@ -103,12 +119,3 @@ def build_sd_cxrbert(root: str | os.PathLike, tiny: bool = True, seed: int = 0,
                 os.link(f, dst)
             except OSError:
                 shutil.copy2(f, dst)
-    del unet
-
-    vae_cfg = dict(SD15_VAE_TINY if tiny else SD15_VAE_FULL)
-    gen = seeded(seed + 1)
-    vae = AutoencoderKL(**vae_cfg).eval()
-    redraw_zero_params(vae, gen)
-    save_diffusers(vae, tree / "vae")
-    del vae
-    return tree

@@ -133,12 +133,25 @@ def build_clip_tokenizer_files(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    vocab_list, merges = _clip_vocab_and_merges(words or REPORT_WORDS, size)
+    vocab = {t: i for i, t in enumerate(vocab_list)}
+    write_json(folder / "vocab.json", vocab)
+    (folder / "merges.txt").write_text(
+        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
+    )
+    _write_clip_token_configs(folder, pad)
+    return folder
+
+
+def _clip_vocab_and_merges(words: list[str], size: int | None) -> tuple[list[str], list[tuple[str, str]]]:
+    """(vocabulary in CLIP's order, merges): byte characters, the same with ``</w>``, one entry per merge that
+    makes each word one token, filler up to ``size``, then the start and end tokens."""
     chars = list(bytes_to_unicode().values())
     vocab_list = chars + [c + "</w>" for c in chars]
     merges: list[tuple[str, str]] = []
     ranks: dict[tuple[str, str], int] = {}
     known = set(vocab_list)
-    for w in words or REPORT_WORDS:
+    for w in words:
         w = w.lower()
         syms = bpe(w, ranks)
         while len(syms) > 1:  # merge left to right until the word is one symbol
@@ -155,11 +168,11 @@ def build_clip_tokenizer_files(
             raise ValueError(f"CLIP vocabulary size {size} < {len(vocab_list) + 2} required entries")
         vocab_list += [f"<|unused{i}|>" for i in range(size - 2 - len(vocab_list))]
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {t: i for i, t in enumerate(vocab_list)}
-    write_json(folder / "vocab.json", vocab)
-    (folder / "merges.txt").write_text(
-        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
-    )
+    return vocab_list, merges
+
+
+def _write_clip_token_configs(folder: Path, pad: str) -> None:
+    """``special_tokens_map.json`` and ``tokenizer_config.json`` as SD-2.1-base (pad "!") or SD 1.x ships them."""
     added = {"__type": "AddedToken", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
     write_json(
         folder / "special_tokens_map.json",
@@ -187,7 +200,6 @@ def build_clip_tokenizer_files(
             "unk_token": {**added, "content": "<|endoftext|>"},
         },
     )
-    return folder
 
 
 def build_clip_text_encoder(folder: str | os.PathLike, tiny: bool = True, seed: int = 0, vocab_size: int | None = None,
