@@ -31,8 +31,8 @@ LAYERS = {
     "groundkit.bench": 8,
     "groundkit.cli": 9, "groundkit.__main__": 9,
 }
-MAX_MODULE_LINES = 450
-MAX_FUNCTION_LINES = 80
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
 
 
 def _module_name(path: Path) -> str:

@@ -218,6 +218,35 @@ def _confidence(rows: Sequence[Mapping], configs: Sequence[Config]) -> list[str]
     return parts
 
 
+def _gallery_html(gallery: Sequence[GalleryItem]) -> list[str]:
+    """The gallery section: best, median and worst sample per category, per config (empty without a gallery)."""
+    esc = html.escape
+    if not gallery:
+        return []
+    body = []
+    body.append("<h2>Gallery</h2><p class='note'>Best, median and worst sample per category by the protocol's "
+                "main metric, re-grounded with the same checkpoint and recipe. Green: ground-truth boxes; blue: "
+                "predicted mask contour.</p>")
+    for label in dict.fromkeys(g.label for g in gallery):
+        items = [g for g in gallery if g.label == label]
+        body.append(f"<h3>{esc(label)}</h3><div class='scroll'><table class='gallery'><thead><tr><th>category</th>"
+                    + "".join(f"<th>{t}</th>" for t in TAGS) + "</tr></thead><tbody>")
+        for cat in ordered(g.category for g in items):
+            cells = []
+            for tag in TAGS:
+                g = next((x for x in items if x.category == cat and x.tag == tag), None)
+                if g is None:
+                    cells.append("<td class='cap'>(same sample as another column)</td>")
+                elif g.path is None:
+                    cells.append(f"<td class='err'>{esc(g.sample_id)}: {esc(g.error or '')}</td>")
+                else:
+                    cells.append(f"<td><img src='{_png_data(g.path)}' alt='{esc(g.sample_id)}'><div class='cap'>"
+                                 f"{esc(g.sample_id)} · {esc(g.metric)} = {g.value:.3f}</div></td>")
+            body.append(f"<tr><td>{esc(cat)}</td>{''.join(cells)}</tr>")
+        body.append("</tbody></table></div>")
+    return body
+
+
 def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: Sequence[Config],
                  gallery: Sequence[GalleryItem] = (), run_info: Mapping[str, Any] | None = None) -> Path:
     out = Path(out_dir)
@@ -250,27 +279,7 @@ def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: 
     body.append("</div>")
     body += _confidence(rows, configs)
 
-    if gallery:
-        body.append("<h2>Gallery</h2><p class='note'>Best, median and worst sample per category by the protocol's "
-                    "main metric, re-grounded with the same checkpoint and recipe. Green: ground-truth boxes; blue: "
-                    "predicted mask contour.</p>")
-        for label in dict.fromkeys(g.label for g in gallery):
-            items = [g for g in gallery if g.label == label]
-            body.append(f"<h3>{esc(label)}</h3><div class='scroll'><table class='gallery'><thead><tr><th>category</th>"
-                        + "".join(f"<th>{t}</th>" for t in TAGS) + "</tr></thead><tbody>")
-            for cat in ordered(g.category for g in items):
-                cells = []
-                for tag in TAGS:
-                    g = next((x for x in items if x.category == cat and x.tag == tag), None)
-                    if g is None:
-                        cells.append("<td class='cap'>(same sample as another column)</td>")
-                    elif g.path is None:
-                        cells.append(f"<td class='err'>{esc(g.sample_id)}: {esc(g.error or '')}</td>")
-                    else:
-                        cells.append(f"<td><img src='{_png_data(g.path)}' alt='{esc(g.sample_id)}'><div class='cap'>"
-                                     f"{esc(g.sample_id)} · {esc(g.metric)} = {g.value:.3f}</div></td>")
-                body.append(f"<tr><td>{esc(cat)}</td>{''.join(cells)}</tr>")
-            body.append("</tbody></table></div>")
+    body += _gallery_html(gallery)
 
     errors = [r for r in rows if r.get("error")]
     body.append(f"<h2>Failed samples ({len(errors)})</h2>")

@@ -21,7 +21,6 @@ of every mean (and counted in the notes).
 from __future__ import annotations
 
 import html
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from groundkit.bench.coverage import risk_coverage_table
 from groundkit.bench.references import load_references, nuetzel_reference_columns, recipe_differences
 from groundkit.bench.rows import metric_value
 from groundkit.bench.sidebyside import side_by_side
+from groundkit.bench.table_files import write_tables
 from groundkit.core.categories import CATEGORIES, NUETZEL_ORDER, VILOURAS_ORDER
-from groundkit.core.outdir import make_dirs, write_csv, write_text
 from groundkit.evaluation.protocols import Aggregate, aggregate, get_protocol
 
 __all__ = ["Section", "Tables", "build_tables", "write_tables", "VILOURAS_ORDER", "NUETZEL_ORDER"]
@@ -260,6 +259,29 @@ def _vilouras_table(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
     csvs["vilouras_table1"] = csv_rows
 
 
+def _nuetzel_notes(cfg, agg, n_ok: int, n_err: int, table: str, column: tuple | None) -> list[str]:
+    """The notes under one config's Nützel-layout table: protocol, recipe, published column, caveats."""
+    base = "nuetzel2025-bbm" if cfg.recipe.get("bbm") else "nuetzel2025"
+    diffs = recipe_differences(cfg.recipe, base, ignore=("bbm", "tokens"))
+    notes = ["Nützel protocol: evaluated in the model's center-crop space (512x512 for the published checkpoints); "
+             "mIoU = miou_fgbg (mean of foreground and background "
+             "IoU, GMM mask), CNR = signed cnr (unbiased variances, min-max map). "
+             f"'{WEIGHTED}' = class means weighted by n_c² as published; '{PER_SAMPLE}' and '{MACRO}' are ours only.",
+             f"{cfg.label}: recipe {cfg.recipe.get('name')} (digest {cfg.recipe_digest}, tokens={cfg.recipe.get('tokens')}, "
+             f"bbm={cfg.recipe.get('bbm') or 'off'}); {n_ok} samples" + (f", {n_err} failed (left out)" if n_err else "")]
+    if column is not None:
+        col, exact, why = column
+        notes.append(f"Published column: {col}" + ("" if exact else f" (nearest published; {why})"))
+    else:
+        notes.append(f"Published {table} not found: no reference column.")
+    if diffs:
+        notes.append("Recipe differs from the published one: " + ", ".join(diffs) + ".")
+    if len(agg.categories) < 8:
+        notes.append(f"Only {len(agg.categories)} of the 8 categories have samples: our averages are over those, "
+                     "the published ones over all 8.")
+    return notes
+
+
 def _nuetzel_tables(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
     for table, title in (("nuetzel2025_table1", "Nuetzel et al. 2025, Table 1 layout (Nützel protocol)"),
                          ("nuetzel2025_table3", "Nuetzel et al. 2025, Table 3 layout (Nützel protocol, processing methods)")):
@@ -270,21 +292,7 @@ def _nuetzel_tables(cfgs, aggs, data, refs, sections, csvs, bars) -> None:
         for cfg in cfgs:
             agg, (ok, n_err) = aggs[cfg.label], data[cfg.label]
             col, exact, why = nuetzel_reference_columns(cfg.recipe)[table]
-            base = "nuetzel2025-bbm" if cfg.recipe.get("bbm") else "nuetzel2025"
-            diffs = recipe_differences(cfg.recipe, base, ignore=("bbm", "tokens"))
-            notes = ["Nützel protocol: evaluated in the model's center-crop space (512x512 for the published checkpoints); "
-                     "mIoU = miou_fgbg (mean of foreground and background "
-                     "IoU, GMM mask), CNR = signed cnr (unbiased variances, min-max map). "
-                     f"'{WEIGHTED}' = class means weighted by n_c² as published; '{PER_SAMPLE}' and '{MACRO}' are ours only.",
-                     f"{cfg.label}: recipe {cfg.recipe.get('name')} (digest {cfg.recipe_digest}, tokens={cfg.recipe.get('tokens')}, "
-                     f"bbm={cfg.recipe.get('bbm') or 'off'}); {len(ok)} samples" + (f", {n_err} failed (left out)" if n_err else ""),
-                     (f"Published column: {col}" + ("" if exact else f" (nearest published; {why})") if ref else
-                      f"Published {table} not found: no reference column.")]
-            if diffs:
-                notes.append("Recipe differs from the published one: " + ", ".join(diffs) + ".")
-            if len(agg.categories) < 8:
-                notes.append(f"Only {len(agg.categories)} of the 8 categories have samples: our averages are over those, "
-                             "the published ones over all 8.")
+            notes = _nuetzel_notes(cfg, agg, len(ok), n_err, table, (col, exact, why) if ref else None)
             header = ["Category", "n"]
             for metric, short, name, fmt in NUETZEL_METRICS:
                 header += [name, f"{name} published", f"Δ {name}"] if ref else [name]
@@ -380,40 +388,3 @@ def _all_metrics(configs, aggs, data, sections, csvs) -> None:
                                 [f"recipe {cfg.recipe.get('name')}, digest {cfg.recipe_digest}; {len(ok)} samples"
                                  + (f", {n_err} failed" if n_err else "")], level=3))
     csvs["summary"] = csv_rows
-
-
-# --------------------------------------------------------------------------------------------
-# writing
-# --------------------------------------------------------------------------------------------
-def _csv_value(v: Any) -> Any:
-    if isinstance(v, float):
-        return "" if not math.isfinite(v) else f"{v:.6g}"
-    return "" if v is None else v
-
-
-def _finite(v: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> null."""
-    if isinstance(v, Mapping):
-        return {str(k): _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def write_tables(t: Tables, out_dir: str | Path) -> dict[str, Path]:
-    """tables.md, tables/<name>.csv and summary.json under ``out_dir``; returns the paths."""
-    out = Path(out_dir)
-    make_dirs(out / "tables", out)
-    files = {"tables.md": write_text(out / "tables.md", t.markdown(), out)}
-    for name, rows in t.csvs.items():
-        fields: list[str] = []
-        for r in rows:
-            fields += [k for k in r if k not in fields]
-        p = write_csv(out / "tables" / f"{name}.csv", fields, [{k: _csv_value(v) for k, v in r.items()} for r in rows], out)
-        files[f"tables/{name}.csv"] = p
-    files["summary.json"] = write_text(out / "summary.json", json.dumps(_finite(t.summary), indent=2, allow_nan=False), out)
-    return files

@@ -37,6 +37,24 @@ def report(
     checkpoints_file: Optional[Path] = C.checkpoints_file_option(),
 ):
     """Ground a whole report: findings extracted, negations respected, all positive findings in one shared pass."""
+    image, text = _inputs(image, report_file, text, contrast)
+    try:  # a planted link named like an output is refused before the model loads (groundkit.core.outdir)
+        check_targets(out, ("overlay.png", "findings.json", "report.html"), ("finding_*",))
+    except UnsafeOutputError as e:
+        C.fail(str(e))
+    overrides = C.parse_sets(set_)  # bounds checked before the model loads (groundkit.core.bounds)
+    model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
+    try:
+        rg = model.ground_report(image, text, recipe, contrast=contrast, side_prior=side_prior, progress=progress,
+                                 min_confidence=min_confidence, **overrides)
+    except (FileNotFoundError, ValueError) as e:
+        C.fail(str(e))
+    rg.save(out)
+    _print_summary(rg, out, side_prior)
+
+
+def _inputs(image: Optional[str], report_file: Optional[Path], text: Optional[str], contrast: str) -> tuple[str, str]:
+    """The image and the report text, checked before anything loads (the bundled sample when neither is given)."""
     if image is None and report_file is None and text is None:
         image, report_file = str(DEMO / "sample_report.png"), DEMO / "sample_report.txt"
     if image is None:
@@ -53,18 +71,11 @@ def report(
         C.fail("the report is empty")
     if contrast.strip().lower() not in ("findings", "none"):
         C.fail(f"--contrast {contrast}: expected findings or none")
-    try:  # a planted link named like an output is refused before the model loads (groundkit.core.outdir)
-        check_targets(out, ("overlay.png", "findings.json", "report.html"), ("finding_*",))
-    except UnsafeOutputError as e:
-        C.fail(str(e))
-    overrides = C.parse_sets(set_)  # bounds checked before the model loads (groundkit.core.bounds)
-    model = C.load_model(checkpoint, device, dtype, checkpoints_file, compile_)
-    try:
-        rg = model.ground_report(image, text, recipe, contrast=contrast, side_prior=side_prior, progress=progress,
-                                 min_confidence=min_confidence, **overrides)
-    except (FileNotFoundError, ValueError) as e:
-        C.fail(str(e))
-    rg.save(out)
+    return image, text
+
+
+def _print_summary(rg, out: Path, side_prior: bool) -> None:
+    """One line per finding (grounded, not localised or negated), then the totals."""
     for f in rg.findings:
         g = f.grounding
         conf = "" if g is None or g.confidence is None else f", confidence {g.confidence:.2f}"
