@@ -221,7 +221,7 @@ def child_run(kind: str, folder: Path, faithful: bool, device: str) -> dict:
     with Stage("post-process", stages, device):
         hm = make_heatmap(captured.maps[0], r, model.adapter.image_size,
                           captured.text_maps[0] if captured.text_maps else None)
-        g = gk.Grounding(phrase, hm.heatmap, hm.mask, prep.geometry, r, {}, None, prep.image)
+        g = gk.Grounding(phrase, hm.heatmap_crop, hm.mask_crop, prep.geometry, r, {}, None, prep.image)
         heat = g.heatmap
         metrics = g.evaluate(boxes) if boxes else {}
     with Stage("strict check", stages, device):

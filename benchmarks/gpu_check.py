@@ -104,8 +104,8 @@ def agreement(model, image, phrase, recipe, ref) -> float:
     if recipe.mode == "ddim-inversion":
         plain = recipe.override(threshold="none")
         mine = model.capture(model.prepare(image), [phrase], recipe, [None]).maps[0]
-        a = make_heatmap(ref, plain, model.adapter.image_size).heatmap
-        b = make_heatmap(mine, plain, model.adapter.image_size).heatmap
+        a = make_heatmap(ref, plain, model.adapter.image_size).heatmap_crop
+        b = make_heatmap(mine, plain, model.adapter.image_size).heatmap_crop
         return float(np.nanmax(np.abs(a - b)))
     ref_map = evaluation_space(ref, ref > 0, model.adapter.image_size)[0]
     g = model.ground(image, phrase, recipe)

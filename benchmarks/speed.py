@@ -176,9 +176,9 @@ def _variants(model, image, recipe, recipe_name, naive_steps):
 
 def _agreement(model, image, recipe, nmaps, g) -> None:
     if isinstance(nmaps, AttentionMaps):  # Vilouras: the window's maps, post-processed alike
-        ref = make_heatmap(nmaps, recipe.override(threshold="none"), model.adapter.image_size).heatmap
+        ref = make_heatmap(nmaps, recipe.override(threshold="none"), model.adapter.image_size).heatmap_crop
         cap = model.capture(model.prepare(image), PHRASES[:1], recipe, [None]).maps[0]
-        mine = make_heatmap(cap, recipe.override(threshold="none"), model.adapter.image_size).heatmap
+        mine = make_heatmap(cap, recipe.override(threshold="none"), model.adapter.image_size).heatmap_crop
     else:  # Nuetzel (BBM included): the published loop's final map vs groundkit's, same evaluation resize
         from published_nuetzel import evaluation_space
 

@@ -150,4 +150,4 @@ def test_bbm_gmm_is_fitted_to_the_unnormalised_merged_map(monkeypatch):
     np.testing.assert_array_equal(seen[0], merged)  # the GMM saw the merged map itself ...
     assert 0 < H.bbm_merge(H.score_map(gt, r, 8), gt, txt, r)[1] < 1
     assert not np.allclose(merged, P.minmax(merged))  # which is not a min-maxed map
-    np.testing.assert_array_equal(out.heatmap, P.minmax_fp16(merged))  # ... the heatmap is its min-max
+    np.testing.assert_array_equal(out.heatmap_crop, P.minmax_fp16(merged))  # ... the heatmap is its min-max

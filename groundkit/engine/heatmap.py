@@ -18,8 +18,8 @@ from groundkit.recipes import Recipe
 
 @dataclass
 class Heatmap:
-    heatmap: np.ndarray  # (S, S) crop space, the recipe's output map
-    mask: np.ndarray  # (S, S) bool
+    heatmap_crop: np.ndarray  # (S, S) in the model's crop space: the recipe's output map
+    mask_crop: np.ndarray  # (S, S) bool, crop space (``_crop`` everywhere: a bare heatmap/mask is the original image's)
     bbm_similarity: float | None = None  # SSIM s of BBM's image and text biases
 
 

@@ -207,7 +207,7 @@ class GroundingModel:
                 for g in maps.groups:
                     if g.startswith("word:"):
                         sub = make_heatmap(_rename(maps, g), r.override(bbm=None, threshold="none"), self.adapter.image_size)
-                        words[g[5:]] = sub.heatmap
+                        words[g[5:]] = sub.heatmap_crop
             info = {
                 "checkpoint": self.entry.name, "adapter": self.adapter.name, "device": str(self.adapter.device),
                 "dtype": str(self.adapter.dtype).replace("torch.", ""), "compiled": self.compiled, "seed": r.seed,
@@ -221,7 +221,7 @@ class GroundingModel:
                 "recipe_provenance": resolved.to_dict(), "versions": versions(),
                 "layers": layer_choice(resolved.layers_spec, self.layers, r.layers),
             }
-            out.append(Grounding(phrase, hm.heatmap, hm.mask, prep.geometry, r, info, words, prep.image))
+            out.append(Grounding(phrase, hm.heatmap_crop, hm.mask_crop, prep.geometry, r, info, words, prep.image))
             confidence.attach(out[-1], maps, text_maps, self.entry)  # signals + calibrated confidence, no U-Net call
         total = time.perf_counter() - t0
         for g in out:

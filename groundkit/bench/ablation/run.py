@@ -84,7 +84,7 @@ def evaluate(model, plan: Plan, store: AblationStore, samples, progress: bool, k
         geo = Geometry(**meta["geometry"])
         for c in plan.cells:
             hm = make_heatmap(maps, recipes[c.key], size)
-            res = proto.evaluate(hm.heatmap, hm.mask, geo, s.boxes)
+            res = proto.evaluate(hm.heatmap_crop, hm.mask_crop, geo, s.boxes)
             row = {"sample_id": s.sample_id, "image": str(s.image_path), "phrase": s.phrase, "category": s.category,
                    **c.to_dict()}
             row.update({m: res[m] for m in plan.metrics})
