@@ -46,7 +46,7 @@ from groundkit.core.geometry import Geometry
 from groundkit.core.types import TextBatch
 from groundkit.engine.pipeline import GroundingModel
 from groundkit.engine.recorder import Recorder
-from groundkit.recipes import list_recipes
+from groundkit.recipes import get_recipe, list_recipes
 from groundkit.registry import adapter_names, get_adapter_class
 from groundkit.verify import verify_checkpoint
 
@@ -217,8 +217,10 @@ def check_grounds_with_recipe(case: ContractCase, recipe: str) -> None:
     """A portable recipe grounds end to end (short windows; a 16x16 selector falls back to every attn2 layer on a
     model served too small to have 16x16 layers)."""
     model = case.model
-    over: dict[str, Any] = {"grid": "stride:50", "steps": (2, 4)} if recipe.startswith("vilouras") else {"steps": (48, 50)}
-    if recipe.startswith("vilouras") and not any(i.resolution == 16 and i.attention == "attn2" for i in model.layers):
+    spec = get_recipe(recipe)
+    inversion = spec.mode == "ddim-inversion"  # a DDIM inversion walks the whole grid: a coarse grid keeps it short
+    over: dict[str, Any] = {"grid": "stride:50", "steps": (2, 4)} if inversion else {"steps": (48, 50)}
+    if "16x16" in str(spec.layers) and not any(i.resolution == 16 and i.attention == "attn2" for i in model.layers):
         over["layers"] = "attn2"
     g = model.ground(_image(), PHRASES[0], recipe, category="Pleural Effusion", **over)
     crop = g.heatmap_crop
