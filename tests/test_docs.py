@@ -187,3 +187,12 @@ def test_the_link_checker_sees_links():
     assert "docs/index.md" in targets and "docs/demo_overlay.png" in targets
     assert "fast-recipes-not-the-same-maps" in anchors(REPO / "docs" / "recipes.md")
     assert slug("Benchmark: the papers' tables on MS-CXR") == "benchmark-the-papers-tables-on-ms-cxr"
+
+
+def test_shipped_files_name_no_path_of_this_machine():
+    """Assets and configs shipped in the package (calibrations, reference tables, checkpoint configs) say where
+    their data came from as commands, never as a folder of the machine that made them."""
+    machine = re.compile(r"(/tmp/|/root/|/home/|/work/|[A-Z]:\\)")
+    bad = [str(p.relative_to(REPO)) for p in (REPO / "groundkit").rglob("*")
+           if p.suffix in {".json", ".yaml", ".yml", ".csv", ".txt", ".cfg"} and machine.search(p.read_text(errors="replace"))]
+    assert not bad, bad
