@@ -9,6 +9,7 @@ ground its positive findings) is the API's: :class:`groundkit.api.GroundingModel
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import threading
@@ -312,6 +313,14 @@ def _rename(maps: AttentionMaps, group: str) -> AttentionMaps:
 
 
 def versions() -> dict[str, str]:
+    """Library versions recorded with every grounding (a copy: callers may add to it)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    """Looked up once per process: it is called for every grounding, and a library that is not installed
+    (monai, say) would otherwise cost a failed import search each time."""
     from groundkit.core.version import __version__
 
     out = {"groundkit": __version__, "python": platform.python_version(), "torch": torch.__version__}
