@@ -17,7 +17,8 @@ NaN (null) metrics; it is counted and listed, and the run goes on.
 Scale-out: under torchrun (``torch.distributed`` initialised, see ``init_distributed``) rank r takes
 the images ``shard_samples`` assigns it (whole images, so the per-image caches still work), writes
 ``rows.rank{r}.jsonl``; after a barrier rank 0 merges every shard into ``rows.jsonl`` (sorted by
-checkpoint order, then dataset order) and builds the tables and the report.
+checkpoint order, then dataset order) and builds the tables and the report, while the other ranks wait at a
+last barrier: every rank returns (and tears its process group down) after the merge, none before.
 """
 from __future__ import annotations
 
@@ -352,7 +353,11 @@ def run_benchmark(
         result = BenchmarkResult(s.out, s.configs, written, len(written), skipped, [r for r in written if r["error"]],
                                  rank=s.rank, world_size=s.world)
         if s.rank != 0:
+            barrier()  # rank 0's merge and tables: every rank leaves (and tears its process group down) together
             return result
         result.new_rows, result.skipped = total_new, total_skipped
-        _finish(s, result, tables, report, gallery, reference_dir, dtype, checkpoints_file)
+        try:
+            _finish(s, result, tables, report, gallery, reference_dir, dtype, checkpoints_file)
+        finally:
+            barrier()
     return result
