@@ -145,7 +145,6 @@ def load(checkpoint: str | Path = "demo", device: str | None = None, dtype: str 
     if dev.type == "cuda" and (dtype is None or dtype == "auto"):
         allow_tf32()
     cls = registry.get_adapter_class(entry.adapter)
-    _quiet_loaders()
     start = time.perf_counter()
     adapter = cls.from_entry(entry.adapter_entry(), device=dev, dtype=dt)
     model = GroundingModel(adapter, entry, load_seconds=time.perf_counter() - start)
@@ -205,17 +204,6 @@ def from_diffusers(pipe=None, *, unet=None, vae=None, text_encoder=None, tokeniz
 def list_recipes(checkpoints: bool = False) -> list[str]:
     """Every registered recipe name (see :func:`groundkit.registry.list_recipes`)."""
     return registry.list_recipes(checkpoints)
-
-
-def _quiet_loaders() -> None:
-    """Library loaders print per-tensor progress bars; groundkit shows its own progress instead."""
-    try:
-        from transformers.utils import logging as tlog
-
-        tlog.disable_progress_bar()
-        tlog.set_verbosity_error()
-    except ImportError:
-        pass
 
 
 def list_checkpoints(checkpoints_file: str | Path | None = None) -> list[registry.CheckpointEntry]:

@@ -40,3 +40,13 @@ def match_batch(z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> tupl
     if context.shape[0] == 1 and z.shape[0] > 1:
         context = context.expand(z.shape[0], -1, -1)
     return t, context
+
+
+def quiet_transformers() -> None:
+    """transformers logs per-load advice and draws its own progress bars; groundkit reports progress itself.
+    Called where a family imports transformers, so that a family that never needs transformers (the demo)
+    does not pay for importing it (about 0.8 s) on every load."""
+    from transformers.utils import logging as tlog
+
+    tlog.disable_progress_bar()
+    tlog.set_verbosity_error()

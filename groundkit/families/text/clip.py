@@ -14,6 +14,7 @@ import torch
 
 from groundkit.core.io import read_json
 from groundkit.core.safeload import load_into, load_state_dict
+from groundkit.families.common import quiet_transformers
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SD21_HUB_ID = "stabilityai/stable-diffusion-2-1-base"
@@ -48,9 +49,8 @@ def normalize(model: torch.nn.Module, sd: Mapping[str, Any]) -> tuple[dict[str, 
 
 def clip_config(folder: Path):
     from transformers import CLIPTextConfig
-    from transformers.utils import logging as tlog
 
-    tlog.set_verbosity_error()
+    quiet_transformers()
     cfg = read_json(folder / "config.json")
     try:
         return CLIPTextConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")})

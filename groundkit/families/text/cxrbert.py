@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from groundkit.core.safeload import CheckpointError, CheckpointMismatchError, load_into, load_state_dict
+from groundkit.families.common import quiet_transformers
 from groundkit.families.text.wordpiece import load_wordpiece_tokenizer
 
 __all__ = [
@@ -116,6 +117,7 @@ def build_bert_config(cfg: dict[str, Any], where: str = "config.json"):
     """A ``transformers.BertConfig`` from a (CXR-)BERT config.json dict, ignoring auto_map and friends."""
     from transformers import BertConfig
 
+    quiet_transformers()
     pet = cfg.get("position_embedding_type", "absolute")
     if pet not in (None, "absolute"):
         raise ValueError(f"{where}: position_embedding_type {pet!r} is not supported (only 'absolute')")

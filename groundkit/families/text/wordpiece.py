@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from groundkit.families.common import quiet_transformers
+
 __all__ = ["load_wordpiece_tokenizer"]
 
 
@@ -80,6 +82,7 @@ def load_wordpiece_tokenizer(folder: str | os.PathLike, model_max_length: int | 
 
     from transformers import BertTokenizerFast
 
+    quiet_transformers()
     params = inspect.signature(BertTokenizerFast.__init__).parameters
     if "vocab" in params:  # transformers >= 5: the vocabulary is passed as a dict (vocab_file is ignored)
         tok = BertTokenizerFast(vocab=dict(vocab), **common)
