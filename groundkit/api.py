@@ -17,7 +17,7 @@ from groundkit.engine import confidence, pipeline
 from groundkit.engine.contrast import CONTRAST_MODES, check_contrast
 from groundkit.engine.contrast import describe as describe_contrast
 from groundkit.engine.pipeline import versions
-from groundkit.engine.side_prior import check_side_prior
+from groundkit.engine.side_prior import check_side_prior, zone_of
 from groundkit.engine.side_prior import describe as describe_side_prior
 from groundkit.recipes import Recipe
 from groundkit.report_grounding import PALETTE, GroundedFinding, ReportGrounding
@@ -79,8 +79,9 @@ class GroundingModel(pipeline.GroundingModel):
         out = {}
         for mode, side_prior in variants:
             sides = [parsed.findings[i].side for i in todo_idx] if side_prior else None
+            zones = [zone_of(parsed.findings[i].zones) for i in todo_idx] if side_prior else None
             found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
-            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0, sides) if todo_idx else []
+            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0, sides, zones) if todo_idx else []
             confidence.abstain(gs, min_confidence)
             for i, g in zip(todo_idx, gs):
                 found[i].grounding = g
@@ -91,7 +92,7 @@ class GroundingModel(pipeline.GroundingModel):
                     "unet_forwards": captured.forwards if captured is not None else 0,
                     "findings_grounded": len(todo_idx), "findings_negated": len(found) - len(todo_idx),
                     "contrast": describe_contrast(mode, len(todo_idx)),
-                    "side_prior": describe_side_prior(side_prior, sides or []), "groundkit": versions()["groundkit"]}
+                    "side_prior": describe_side_prior(side_prior, sides or [], zones or []), "groundkit": versions()["groundkit"]}
             out[(mode, side_prior)] = ReportGrounding(report, parsed, found, prep.image, info)
         return out
 

@@ -15,7 +15,7 @@ import pytest
 
 import groundkit as gk
 from groundkit.engine.contrast import BACKGROUND, MIX, TEMPERATURE, check_contrast, softmax_contrast
-from groundkit.engine.side_prior import SIDE_FLOOR, check_side_prior, side_weight
+from groundkit.engine.side_prior import SIDE_FLOOR, check_side_prior, position_weight, side_weight, zone_of, zone_weight
 
 DEMO = Path(gk.__file__).resolve().parent / "assets" / "demo"
 SAMPLE_IMG = str(DEMO / "sample_report.png")
@@ -84,6 +84,34 @@ def test_side_prior_lets_the_stated_side_win_the_contrast():
     ca, cb = softmax_contrast([a * wa, b * wb])
     assert np.unravel_index(np.argmax(cb), cb.shape)[1] > 16  # left = image right
     assert np.unravel_index(np.argmax(ca), ca.shape)[1] < 16
+
+
+def test_zone_words_weight_the_rows():
+    assert zone_of(["upper"]) == zone_of(["apical"]) == "upper" and zone_of(["basilar"]) == zone_of(["base"]) == "lower"
+    assert zone_of(["mid"]) == "middle"
+    assert zone_of([]) is None and zone_of(["upper", "base"]) is None  # several zones: no position
+    up, low, mid = (zone_weight(z, 40)[:, 0] for z in ("upper", "lower", "middle"))
+    assert up[0] == 1.0 and up[-1] == SIDE_FLOOR and np.all(np.diff(up) <= 0)  # top of the image
+    assert low[0] == SIDE_FLOOR and low[-1] == 1.0 and np.all(np.diff(low) >= 0)
+    assert mid[0] == mid[-1] == SIDE_FLOOR and mid[18] == 1.0
+    assert np.allclose(zone_weight("upper", 40)[:, 0], zone_weight("upper", 40)[:, -1])  # the same on every column
+    assert zone_weight(None, 40) is None and zone_weight("everywhere", 40) is None
+    assert position_weight(None, None, 8) is None
+    np.testing.assert_allclose(position_weight("left", "lower", 40), side_weight("left", 40) * zone_weight("lower", 40))
+    np.testing.assert_allclose(position_weight("left", None, 40), side_weight("left", 40))
+
+
+def test_zone_prior_separates_two_findings_on_the_same_side():
+    """Two findings on the same side whose attention is the same pair of blobs (one high, one low): with their
+    report's zones each map peaks at its own height, which the side alone cannot do."""
+    yy, xx = np.mgrid[:32, :32]
+    blob = lambda y, x, s=3.0: np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * s * s))
+    a = blob(8, 8) + 0.9 * blob(25, 8)
+    b = a.copy()
+    side_only = softmax_contrast([a * side_weight("right", 32), b * side_weight("right", 32)])
+    assert all(np.unravel_index(np.argmax(c), c.shape)[0] < 16 for c in side_only)  # both on the upper blob
+    ca, cb = softmax_contrast([a * position_weight("right", "upper", 32), b * position_weight("right", "lower", 32)])
+    assert np.unravel_index(np.argmax(ca), ca.shape)[0] < 16 < np.unravel_index(np.argmax(cb), cb.shape)[0]
 
 
 # ------------------------------------------------------------------------------------------------ on the demo model
@@ -170,7 +198,7 @@ def test_contrast_is_recorded_on_disk(demo, tmp_path):
     single = demo.ground(SAMPLE_IMG, "moderate cardiomegaly")
     res = json.loads((single.save(tmp_path / "single") / "result.json").read_text())
     assert res["contrast"] == {"mode": "none", "findings": 1, "applied": False}
-    assert res["side_prior"] == {"on": False, "findings_weighted": 0, "side": None}
+    assert res["side_prior"] == {"on": False, "findings_weighted": 0, "side": None, "zone": None}
 
 
 def test_tiny_model_other_recipe_paths(tiny_monai_bundle):

@@ -33,7 +33,7 @@ import numpy as np
 from groundkit.engine import postprocess as pp
 from groundkit.engine.heatmap import grid_size
 from groundkit.engine.maps import AttentionMaps
-from groundkit.engine.side_prior import SIDES, side_weight
+from groundkit.engine.side_prior import SIDES, ZONES, position_weight
 from groundkit.recipes import Recipe
 
 __all__ = ["CONTRAST_MODES", "TEMPERATURE", "BACKGROUND", "MIX", "check_contrast", "softmax_contrast", "contrast_scores",
@@ -76,21 +76,26 @@ def softmax_contrast(raw: Sequence[np.ndarray], temperature: float = TEMPERATURE
 
 
 def contrast_scores(maps: Sequence[AttentionMaps], recipe: Recipe, image_size: int, *, contrast: bool = True,
-                    sides: Sequence[str | None] | None = None, temperature: float = TEMPERATURE,
+                    sides: Sequence[str | None] | None = None, zones: Sequence[str | None] | None = None,
+                    temperature: float = TEMPERATURE,
                     background: float = BACKGROUND, mix: float = MIX) -> list[np.ndarray | None] | None:
     """The score maps (what ``make_heatmap(..., score=)`` thresholds) of the findings of one image.
 
     ``contrast``: each finding against the others (needs two or more findings). ``sides``: the report's side
     per finding, the side prior (groundkit.engine.side_prior) weighting each min-maxed map BEFORE the
-    contrast, so a finding's own side wins the softmax. ``None`` for a finding means "the recipe's own map"
-    (no contrast and no side), and ``None`` overall when nothing applies (one finding, no side prior)."""
+    contrast, so a finding's own side wins the softmax; ``zones`` ("upper" / "middle" / "lower" per finding,
+    ``side_prior.zone_of``) weight the rows the same way. ``None`` for a finding means "the recipe's own map"
+    (no contrast, no side, no zone), and ``None`` overall when nothing applies (one finding, no side prior)."""
     contrast = contrast and len(maps) > 1
-    if sides is not None and len(sides) != len(maps):
-        raise ValueError(f"sides: expected one per finding ({len(maps)}), got {len(sides)}")
-    if not maps or (not contrast and not any(s in SIDES for s in sides or ())):
+    for name, per in (("sides", sides), ("zones", zones)):
+        if per is not None and len(per) != len(maps):
+            raise ValueError(f"{name}: expected one per finding ({len(maps)}), got {len(per)}")
+    sides = list(sides) if sides is not None else [None] * len(maps)
+    zones = list(zones) if zones is not None else [None] * len(maps)
+    if not maps or (not contrast and not any(s in SIDES or z in ZONES for s, z in zip(sides, zones))):
         return None
     size = grid_size(maps[0], recipe, recipe.layers, image_size)
-    weights = [None] * len(maps) if sides is None else [side_weight(s, size) for s in sides]
+    weights = [position_weight(s, z, size) for s, z in zip(sides, zones)]
     raw = [m.aggregate("selected", recipe.steps, recipe.layers, layer_norm=recipe.layer_norm, upsample=recipe.upsample,
                        size=size) for m in maps]
     z = [a if w is None else np.nan_to_num(pp.minmax(a), nan=0.0) * w for a, w in zip(raw, weights)]

@@ -193,11 +193,13 @@ class GroundingModel:
         return out
 
     def _groundings(self, prep: _Prepared, phrases: list[str], captured: Captured, resolved: Resolved, contrast: str,
-                    token_maps: bool, t0: float, sides: Sequence[str | None] | None = None) -> list[Grounding]:
-        """One Grounding per phrase from one capture (post-processing only: no U-Net call). ``sides``: the
-        report's side per phrase for the side prior (report flow only; None: no side prior)."""
+                    token_maps: bool, t0: float, sides: Sequence[str | None] | None = None,
+                    zones: Sequence[str | None] | None = None) -> list[Grounding]:
+        """One Grounding per phrase from one capture (post-processing only: no U-Net call). ``sides`` / ``zones``:
+        the report's side and zone per phrase for the side prior (report flow only; None: no side prior)."""
         r = resolved.recipe
-        scores = contrast_scores(captured.maps, r, self.adapter.image_size, contrast=contrast == "findings", sides=sides)
+        scores = contrast_scores(captured.maps, r, self.adapter.image_size, contrast=contrast == "findings", sides=sides,
+                                 zones=zones)
         out = []
         for p, phrase in enumerate(phrases):
             maps, text_maps = captured.maps[p], (captured.text_maps[p] if captured.text_maps else None)
@@ -217,8 +219,8 @@ class GroundingModel:
                 "unet_calls_total": captured.calls, "unet_forwards": captured.forwards,
                 "phrases_in_batch": len(phrases), "timings": dict(captured.timings), "cache": dict(captured.cache),
                 "bbm_similarity": hm.bbm_similarity, "contrast": describe_contrast(contrast, len(phrases)),
-                "side_prior": {**describe_side_prior(sides is not None, [sides[p]] if sides else []),
-                               "side": sides[p] if sides else None},
+                "side_prior": {**describe_side_prior(sides is not None, [sides[p]] if sides else [], [zones[p]] if zones else []),
+                               "side": sides[p] if sides else None, "zone": zones[p] if zones else None},
                 "recipe_provenance": resolved.to_dict(), "versions": versions(),
                 "layers": layer_choice(resolved.layers_spec, self.layers, r.layers),
             }
