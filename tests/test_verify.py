@@ -29,8 +29,9 @@ from builders import (
     build_clip_tokenizer_files,
     wordpiece_vocab,
 )
+from safetensors.torch import save_file
 
-from groundkit.core.safeload import check_keys
+from groundkit.core.safeload import CheckpointError, check_keys
 from groundkit.core.weightfiles import file_shapes, read_safetensors_header
 from groundkit.families.monai_ldm.bundle import networks_on_meta as monai_networks_on_meta
 from groundkit.families.monai_ldm.keys import convert_old_monai_keys
@@ -186,7 +187,7 @@ def test_malicious_pickle_is_reported_and_never_runs(tiny_sd_cxrbert, tmp_path):
 
 
 def test_missing_key_and_extra_key(tiny_sd_cxrbert, tmp_path):
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     s = _copy(tiny_sd_cxrbert, tmp_path, "s")
     f = s / "vae" / "diffusion_pytorch_model.safetensors"
@@ -473,8 +474,51 @@ def test_safetensors_header_reader(tmp_path):
     assert shapes["a"].is_meta and tuple(shapes["a"].shape) == (2, 3)
     with open(f, "r+b") as fh:
         fh.truncate(total - 1)
-    with pytest.raises(Exception, match="truncated"):
+    with pytest.raises(CheckpointError, match="truncated") as ei:
         read_safetensors_header(f)
+    assert str(f) in str(ei.value)
+
+
+def _header_file(header: bytes, n: int | None = None, data: bytes = b"") -> bytes:
+    return struct.pack("<Q", len(header) if n is None else n) + header + data
+
+
+@pytest.mark.parametrize("content,why", [
+    (b"", "only 0 bytes"),
+    (b"abc", "only 3 bytes"),
+    (b"PK\x03\x04" + b"\0" * 60, "unreadable safetensors header"),  # a torch.save zip
+    (b"this is a text file, not weights", "unreadable safetensors header"),
+    (_header_file(b"{}", n=1 << 40), "header too large"),  # hostile length: refused before reading
+    (_header_file(b'{"a": 1', n=1000), "unreadable safetensors header"),  # length past the end of the file
+    (_header_file(b"{abc"), "invalid JSON"),
+    (_header_file(b"[]"), "unreadable safetensors header"),
+    (_header_file(json.dumps({"a": {"dtype": "F32", "shape": [5], "data_offsets": [0, 8]}}).encode(), data=b"\0" * 8),
+     "unreadable safetensors header"),  # shape and byte range disagree
+])
+def test_safetensors_header_reader_refuses_broken_files(tmp_path, content, why):
+    f = tmp_path / "bad.safetensors"
+    f.write_bytes(content)
+    with pytest.raises(CheckpointError, match=why) as ei:
+        read_safetensors_header(f)
+    assert str(f) in str(ei.value)
+
+
+def test_safetensors_header_reader_file_longer_than_header(tmp_path):
+    f = tmp_path / "x.safetensors"
+    total = _sparse_safetensors(f, {"a": (2, 3)})
+    with open(f, "r+b") as fh:
+        fh.truncate(total + 8)
+    with pytest.raises(CheckpointError, match="longer than its header says"):
+        read_safetensors_header(f)
+
+
+def test_safetensors_header_reader_metadata_and_order(tmp_path):
+    f = tmp_path / "x.safetensors"
+    save_file({"z": torch.zeros(2, dtype=torch.bfloat16), "a": torch.zeros(3, 1, dtype=torch.int64)}, str(f),
+              metadata={"format": "pt"})
+    assert read_safetensors_header(f) == {"z": ("BF16", (2,)), "a": ("I64", (3, 1))}
+    shapes = file_shapes(f)
+    assert shapes["z"].dtype == torch.bfloat16 and shapes["a"].dtype == torch.int64
 
 
 def test_clip_key_normalisation():

@@ -70,7 +70,10 @@ def _convert_hint(path: Path) -> str:
 
 
 def _is_safetensors_file(path: Path) -> bool:
-    """Sniff the safetensors header: 8-byte little-endian length followed by a JSON object."""
+    """Sniff the safetensors header: 8-byte little-endian length followed by a JSON object.
+
+    Nine bytes pick the reader for a file without a known suffix; :mod:`safetensors` then validates the whole
+    header when it loads the file, so parsing it here too would only read it twice."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(9)

@@ -1,61 +1,65 @@
 """Capture for diffusers U-Nets: an attention processor (diffusers' own seam) on the cross-attention layers.
 
-It computes the same attention as diffusers' processors with an explicit float32 softmax and reports
-the probabilities to the engine's sink; layers outside the window keep their fast processor.
+diffusers' stock ``AttnProcessor`` does the work; the only step groundkit changes is where it asks the layer for
+its attention probabilities (``attn.get_attention_scores``): that call is answered with an explicit float32
+softmax, reported to the engine's sink. Layers outside the window keep their fast processor.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
+from diffusers.models.attention_processor import AttnProcessor
 
 from groundkit.core.types import AttentionSink
 
 
+class _RecordingAttention:
+    """A per-call stand-in for a diffusers ``Attention`` layer: every attribute is the layer's own, except
+    ``get_attention_scores``, which computes the softmax in float32 and records it.
+
+    Why a stand-in rather than patching the layer: the layer is shared (compiled graphs, other threads), so
+    nothing on it is ever replaced; the stand-in lives for one processor call.
+    """
+
+    __slots__ = ("_attn", "_recorder", "_name")
+
+    def __init__(self, attn: Any, recorder: AttentionSink, name: str):
+        self._attn, self._recorder, self._name = attn, recorder, name
+
+    def __getattr__(self, item: str) -> Any:
+        if item in _RecordingAttention.__slots__:  # not set yet (a copy in the making): no endless recursion
+            raise AttributeError(item)
+        return getattr(self._attn, item)
+
+    def get_attention_scores(self, query: torch.Tensor, key: torch.Tensor,
+                             attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """float32 ``softmax(Q K^T * scale + mask)`` whatever the layer's ``upcast_*`` flags, recorded as
+        (batch, heads, queries, keys); returned in the query's dtype, as diffusers does.
+
+        The keys are made contiguous so that the product is the GEMM groundkit has always computed (a 4-D
+        ``matmul`` over per-head views): the maps stay bit-for-bit the same. Multiplying by the transposed view
+        instead moves the last bit (~1e-7), which a U-Net amplifies to ~2e-6 in its output."""
+        scores = torch.matmul(query.float(), key.float().transpose(-1, -2).contiguous()) * self._attn.scale
+        if attention_mask is not None:
+            scores = scores + attention_mask.float()
+        probs = scores.softmax(dim=-1)
+        heads = self._attn.heads
+        self._recorder.record(self._name, probs.view(probs.shape[0] // heads, heads, *probs.shape[1:]))
+        return probs.to(query.dtype)
+
+
 class CaptureAttnProcessor:
-    """diffusers attention processor for ``attn2`` layers: explicit float32 softmax, recorded."""
+    """diffusers attention processor for ``attn2`` layers: the stock ``AttnProcessor``, its probabilities recorded."""
 
     def __init__(self, recorder: AttentionSink, name: str):
         self.recorder, self.name = recorder, name
+        self._stock = AttnProcessor()
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            b4, c4, h4, w4 = hidden_states.shape
-            hidden_states = hidden_states.view(b4, c4, h4 * w4).transpose(1, 2)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        if encoder_hidden_states is not None and attn.norm_cross:
-            context = attn.norm_encoder_hidden_states(context)
-        batch, n_query, _ = hidden_states.shape
-        heads = attn.heads
-        q = attn.to_q(hidden_states)
-        k = attn.to_k(context)
-        v = attn.to_v(context)
-        d = q.shape[-1] // heads
-        q = q.view(batch, -1, heads, d).transpose(1, 2)
-        k = k.view(batch, -1, heads, d).transpose(1, 2)
-        v = v.view(batch, -1, heads, d).transpose(1, 2)
-        scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * attn.scale
-        if attention_mask is not None:
-            mask = attn.prepare_attention_mask(attention_mask, k.shape[2], batch)
-            scores = scores + mask.view(batch, heads, -1, k.shape[2]).float()
-        probs = scores.softmax(dim=-1)
-        self.recorder.record(self.name, probs)
-        out = torch.matmul(probs.to(v.dtype), v)
-        out = out.transpose(1, 2).reshape(batch, n_query, heads * d)
-        out = attn.to_out[0](out)
-        out = attn.to_out[1](out)
-        if input_ndim == 4:
-            out = out.transpose(-1, -2).reshape(b4, c4, h4, w4)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return self._stock(_RecordingAttention(attn, self.recorder, self.name), hidden_states,
+                           encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
 @contextmanager
