@@ -66,7 +66,7 @@ def main() -> None:
         out = work / name
         t = time.perf_counter()
         runner.run_benchmark([model], "nuetzel2025", overrides, samples, out, progress=False, tables=False,
-                             report=False, **kw)
+                             page=False, **kw)
         wall = time.perf_counter() - t
         stages = json.loads((out / "run.json").read_text())["sessions"][-1]["stages"]
         return wall, stages, read_rows(out / "rows.jsonl")

@@ -8,7 +8,7 @@ It writes a synthetic set (seed 4242) with two broken inputs (an image whose byt
 image path that is a directory: unreadable even for root, unlike chmod 000), then runs
 
     torchrun --nproc-per-node 2 -m groundkit benchmark -c demo --dataset synthetic --data DIR \\
-        --set steps=49:50 --set tokens=all --no-report --out OUT
+        --set steps=49:50 --set tokens=all --no-page --out OUT
 
 with OMP_NUM_THREADS=2 (each rank must cap itself at 1 thread on 2 cores). At 25% of the rows it kills one
 rank (SIGKILL; torchrun tears the job down) and re-launches the same command, which resumes; at 60% it
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ["benchmark", "-c", "demo", "--dataset", "synthetic", "--set", "steps=49:50", "--set", "tokens=all", "--no-report"]
+BENCH = ["benchmark", "-c", "demo", "--dataset", "synthetic", "--set", "steps=49:50", "--set", "tokens=all", "--no-page"]
 FAULTS = ((0.25, "kill"), (0.60, "sigint"))
 MEMORY_AFTER = 100  # samples of a launch before RSS counts as settled
 MAX_GROWTH = 0.05

@@ -1,4 +1,4 @@
-"""Benchmark runner: rows, resume, tables with the published numbers, HTML report, paired bootstrap,
+"""Benchmark runner: rows, resume, tables with the published numbers, the benchmark page, paired bootstrap,
 torchrun sharding and the MS-CXR official-CSV path through the CLI.
 
 Speed: one tiny SD/CXR-BERT checkpoint served at a 64x64 input (groundkit.yaml image_size: 64, so the
@@ -139,7 +139,7 @@ def test_end_to_end_rows(e2e, samples, ckpt):
     assert g.evaluate(s.boxes)["miou_fgbg"] == pytest.approx(by_id[s.sample_id]["miou_fgbg"], abs=1e-9)
 
 
-def test_tables_and_report(e2e):
+def test_tables_and_page(e2e):
     out = e2e.out_dir
     md = (out / "tables.md").read_text()
     assert "Nuetzel et al. 2025, Table 1 layout (Nützel protocol): tinycxr" in md
@@ -157,7 +157,8 @@ def test_tables_and_report(e2e):
     assert float(wa["miou_fgbg_published"]) == 0.54
     summary = json.loads((out / "summary.json").read_text())["tinycxr"]
     assert summary["errors"] == 1 and set(summary["per_category"]) == {"Cardiomegaly", "Consolidation", "Pleural Effusion", "Pneumothorax"}
-    html = (out / "report.html").read_text()
+    assert e2e.files["page"] == out / "benchmark.html" and not (out / "report.html").exists()  # report.html: radiology only
+    html = (out / "benchmark.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 + 5  # 4 metric charts + 5 gallery overlays
     assert "Gallery" in html and "d-bad-0" in html and "Table 1 layout" in html
     gallery = sorted(p.name for p in (out / "gallery" / "tinycxr").glob("*.png"))
@@ -267,7 +268,7 @@ def test_resume_after_interruption(ckpt, samples, e2e, tmp_path, monkeypatch):
     assert [r["sample_id"] for r in read_rows(out / "rows.jsonl")] == ["d-a-0", "d-a-1", "d-b-0", "d-bad-0"]
     with open(out / "rows.jsonl", "a") as f:  # a crash in the middle of writing a row
         f.write('{"sample_id": "d-c-0", "checkpoint": "tinyc')
-    final = run_benchmark([model], RECIPE, FAST, samples, out, progress=False, report=False)
+    final = run_benchmark([model], RECIPE, FAST, samples, out, progress=False, page=False)
     assert final.new_rows == 2 and final.skipped == 4
     rows = read_rows(out / "rows.jsonl")
     assert len(rows) == 6 == len({row_key(r) for r in rows})
@@ -296,7 +297,7 @@ def test_torchrun_two_ranks_equal_one_process(ckpt, mscxr, e2e, tmp_path):
     out = tmp_path / "dist"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "groundkit",
            "benchmark", "--checkpoint", ckpt, "--recipe", RECIPE, *FAST_SETS, "--dataset", "mscxr",
-           "--csv", str(mscxr[0]), "--images", str(mscxr[1]), "--out", str(out), "--no-report", "--no-progress"]
+           "--csv", str(mscxr[0]), "--images", str(mscxr[1]), "--out", str(out), "--no-page", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -328,7 +329,7 @@ def test_cli_mscxr_official_csv(ckpt, mscxr, e2e, tmp_path):
     rows = read_rows(out / "rows.jsonl")
     assert [r["sample_id"] for r in rows] == ["d-a-0", "d-a-1"]
     assert _metrics(rows) == _metrics(e2e.rows[:2])
-    assert "Nuetzel et al. 2025, Table 1 layout" in res.output and (out / "report.html").is_file()
+    assert "Nuetzel et al. 2025, Table 1 layout" in res.output and (out / "benchmark.html").is_file()
     # clear errors
     missing = tmp_path / "MS_CXR_Local_Alignment_v1.1.0_missing.csv"
     res = cli.invoke(app, ["benchmark", "--checkpoint", ckpt, "--csv", str(missing), "--images", str(mscxr[1]), "--out", str(out)])
@@ -342,13 +343,64 @@ def test_cli_mscxr_official_csv(ckpt, mscxr, e2e, tmp_path):
 
     generate(tmp_path / "syn", n=2, seed=0, size=64)
     res = cli.invoke(app, ["benchmark", "-c", ckpt, "-r", RECIPE, *FAST_SETS, "--dataset", "synthetic", "--data",
-                           str(tmp_path / "syn"), "--out", str(tmp_path / "synout"), "--no-report", "--no-progress"])
+                           str(tmp_path / "syn"), "--out", str(tmp_path / "synout"), "--no-page", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert len(read_rows(tmp_path / "synout" / "rows.jsonl")) == 2 and "2 rows (2 ok, 0 failed)" in res.output
     # --compare through the CLI: the first two samples of the e2e run vs this run
     res = cli.invoke(app, ["benchmark", "--compare", str(e2e.out_dir), str(out), "--bootstrap", "500", "--out", str(tmp_path / "cmp")])
     assert res.exit_code == 0, res.output
     assert "95% CI" in res.output and (tmp_path / "cmp" / "compare.csv").is_file()
+
+
+def test_report_keyword_is_a_deprecated_alias_of_page(ckpt, samples, tmp_path):
+    """A folder an older groundkit wrote (its benchmark page was report.html) resumes: the old ``report=`` keyword
+    still works with a DeprecationWarning, the page is written as benchmark.html and the old file is left alone."""
+    out = tmp_path / "old"
+    run_benchmark([ckpt], RECIPE, FAST, samples, out, limit=2, progress=False, tables=False)
+    (out / "report.html").write_text("an old benchmark page")
+    with pytest.warns(DeprecationWarning, match=r"report=.*page="):
+        off = run_benchmark([ckpt], RECIPE, FAST, samples, out, limit=2, progress=False, report=False)
+    assert "page" not in off.files and not (out / "benchmark.html").exists() and (out / "tables.md").is_file()
+    with pytest.warns(DeprecationWarning, match=r"report=.*page="):
+        on = run_benchmark([ckpt], RECIPE, FAST, samples, out, limit=2, progress=False, report=True, gallery=False)
+    assert on.new_rows == 0 and on.skipped == 2
+    assert on.files["page"] == out / "benchmark.html" and "groundkit benchmark" in on.files["page"].read_text()
+    assert (out / "report.html").read_text() == "an old benchmark page"
+    with pytest.warns(DeprecationWarning, match=r'files\["page"\]'):
+        assert on.files["report"] == on.files["page"]  # the old key of the result still answers
+    assert "page: " in on.summary() and "report: " not in on.summary()
+    with pytest.raises(KeyError):
+        off.files["report"]  # no page written: the old key is missing too
+    c = compare(out, shutil.copytree(out, tmp_path / "same"), n_boot=100)  # --compare reads rows, whatever html is there
+    assert all(r["diff"] == 0 for r in c.rows)
+
+
+def test_cli_page_flag_and_the_deprecated_report_flag(ckpt, tmp_path):
+    from typer.testing import CliRunner
+
+    from groundkit.cli import app
+    from groundkit.data.synthetic import generate
+
+    generate(tmp_path / "syn", n=2, seed=0, size=64)
+    base = ["benchmark", "-c", ckpt, "-r", RECIPE, *FAST_SETS, "--dataset", "synthetic", "--data", str(tmp_path / "syn"),
+            "--no-gallery", "--no-progress"]
+    cli = CliRunner()
+    help_text = cli.invoke(app, ["benchmark", "--help"], terminal_width=200).output
+    assert "--no-page" in help_text and "benchmark.html" in help_text and "--report" not in help_text
+    res = cli.invoke(app, [*base, "--out", str(tmp_path / "new")])
+    assert res.exit_code == 0 and "deprecated" not in res.output, res.output
+    assert (tmp_path / "new" / "benchmark.html").is_file() and not (tmp_path / "new" / "report.html").exists()
+    res = cli.invoke(app, [*base, "--no-page", "--out", str(tmp_path / "none")])
+    assert res.exit_code == 0 and not (tmp_path / "none" / "benchmark.html").exists(), res.output
+    assert (tmp_path / "none" / "tables.md").is_file()
+    for flag, written in (("--no-report", False), ("--report", True)):  # still obeyed, with one warning line
+        out = tmp_path / flag.strip("-")
+        res = cli.invoke(app, [*base, flag, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        warned = [line for line in res.stderr.splitlines() if "deprecated" in line]
+        assert warned == [f"warning: {flag} is deprecated, use {flag.replace('report', 'page')} "
+                          "(the benchmark page is now benchmark.html)"]
+        assert (out / "benchmark.html").is_file() is written and not (out / "report.html").exists()
 
 
 def test_faithful_recipe_drops_samples_without_selected_token(ckpt, samples, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from groundkit.bench.compare import compare
 from groundkit.bench.configs import Config
 from groundkit.bench.coverage import COVERAGES, curve, rank_at_coverage, reliability_bins, scored_rows
-from groundkit.bench.report import write_report
+from groundkit.bench.page import write_page
 from groundkit.bench.tables import build_tables, write_tables
 from groundkit.evaluation import calibration as cal
 from groundkit.evaluation.protocols import get_protocol
@@ -70,7 +70,7 @@ def bench_dir(tmp_path):
     rows.append({**_rows(good, 1, 3)[0], "sample_id": "bad", "error": "boom", "confidence": None, "mask_iou": None})
     t = build_tables(rows, [good, unc])
     write_tables(t, tmp_path)
-    write_report(tmp_path, t, rows, [good, unc])
+    write_page(tmp_path, t, rows, [good, unc])
     return tmp_path, rows, good, unc
 
 
@@ -95,9 +95,9 @@ def _attrs(tag: str) -> dict[str, str]:
     return dict(re.findall(r"(data-[a-z-]+)='([^']*)'", tag))
 
 
-def test_report_charts_plot_the_rows(bench_dir):
+def test_page_charts_plot_the_rows(bench_dir):
     out, rows, good, unc = bench_dir
-    page = (out / "report.html").read_text()
+    page = (out / "benchmark.html").read_text()
     assert "<b>" not in page and "cal&lt;b&gt;&amp;" in page  # every text escaped, labels included
     block = page.split("data-config='cal&lt;b&gt;&amp;'>")[1].split("</div>")[0]
     ok = [r for r in rows if r["checkpoint"] == good.checkpoint and not r["error"]]
@@ -157,7 +157,7 @@ def test_rank_at_coverage_all_samples_for_uncalibrated_sides():
     assert got[0]["ranking"][0][:2] == ("x", 10) and got[1]["ranking"] == [] and got[1]["uncalibrated"] == ["x"]
 
 
-def test_report_charts_in_the_browser(bench_dir):
+def test_page_charts_in_the_browser(bench_dir):
     from browser import chrome, console_errors, horizontal_overflow
 
     out = bench_dir[0]
@@ -165,7 +165,7 @@ def test_report_charts_in_the_browser(bench_dir):
     try:
         for width in (1280, 560):  # a narrow window too: the charts shrink, the page never scrolls sideways
             d.set_window_size(width, 900)
-            d.get((out / "report.html").as_uri())
+            d.get((out / "benchmark.html").as_uri())
             boxes = d.execute_script("return Array.from(document.querySelectorAll('svg.chart')).map("
                                      "s => {const r = s.getBoundingClientRect(); return [s.getAttribute('class'), r.width, r.height];});")
             assert [b[0] for b in boxes] == ["chart reliability", "chart risk-coverage"]

@@ -153,7 +153,7 @@ def _tiny_data(tmp_path: Path) -> Path:
 
 
 BENCH = ["benchmark", "-c", "demo", "--dataset", "synthetic", "--set", "steps=49:50", "--set", "tokens=all",
-         "--no-report", "--no-progress"]
+         "--no-page", "--no-progress"]
 
 
 def test_read_only_output_folder_is_one_error_line(tmp_path, small_fs):

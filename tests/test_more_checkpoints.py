@@ -369,7 +369,7 @@ def test_benchmark_four_checkpoints_side_by_side(trees, tiny_monai_bundle, tiny_
     names = ["monai-cxr-ldm", "sd15-cxrbert", "radedit", "roentgen"]
     args = ["benchmark", *[x for n in names for x in ("-c", n)], "-r", "nuetzel2025", "--set", "steps=48:50",
             "--set", "tokens=all", "--dataset", "synthetic", "--data", str(tmp_path / "syn"), "--checkpoints-file", str(cfg),
-            "--out", str(out), "--no-report", "--no-progress"]
+            "--out", str(out), "--no-page", "--no-progress"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = read_rows(out / "rows.jsonl")

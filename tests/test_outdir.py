@@ -33,7 +33,7 @@ from groundkit.data import synthetic
 VICTIM = b"precious: must never be overwritten\n"  # no trailing-newline repair may cut it either
 FAST = {"steps": "49:50", "tokens": "all"}
 BENCH = ["benchmark", "-c", "demo", "--dataset", "synthetic", "--set", "steps=49:50", "--set", "tokens=all",
-         "--no-report", "--no-progress"]
+         "--no-page", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +280,7 @@ def test_report_save_refuses_a_planted_link(demo, tmp_path, victim):
 
 
 # ------------------------------------------------------------------ 4. benchmark
-@pytest.mark.parametrize("name", ["rows.jsonl", "run.json", "tables.md", "summary.json", "report.html"])
+@pytest.mark.parametrize("name", ["rows.jsonl", "run.json", "tables.md", "summary.json", "benchmark.html"])
 def test_cli_benchmark_refuses_a_planted_link(tmp_path, data, victim, capsys, monkeypatch, name):
     out = tmp_path / "run"
     link = _plant(out, name, victim)
@@ -301,7 +301,7 @@ def test_benchmark_subfolders_and_late_files_are_refused(demo, tmp_path, data, v
     target = victim.parent if "." not in name else victim
     link = _plant(out, name.split("@")[0], target)
     with pytest.raises(od.UnsafeOutputError) as e:
-        run_benchmark([demo], None, FAST, samples, out, progress=False, report=True, gallery=True)
+        run_benchmark([demo], None, FAST, samples, out, progress=False, page=True, gallery=True)
     assert "refusing to write" in str(e.value)
     _untouched(victim, link)
     assert not (out / LOCK_FILE).exists()  # the lock is released on the way out

@@ -296,7 +296,7 @@ def test_opacity_slider(page):
     assert console_errors(d) == []
 
 
-def test_benchmark_report_page(driver, tmp_path):
+def test_benchmark_page(driver, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = lambda *a: subprocess.run([sys.executable, "-m", "groundkit", *a], env=env, capture_output=True, text=True,
                                     timeout=300)
@@ -306,7 +306,7 @@ def test_benchmark_report_page(driver, tmp_path):
     r = run("benchmark", "-c", "demo", "--dataset", "synthetic", "--data", str(tmp_path / "data"), "--set", "steps=49:50",
             "--set", "tokens=all", "--no-progress", "--out", str(out))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    driver.get((out / "report.html").as_uri())
+    driver.get((out / "benchmark.html").as_uri())
     imgs = driver.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]);")
     assert imgs and all(c and w > 0 for _, c, w in imgs), imgs
     assert horizontal_overflow(driver) == 0

@@ -39,7 +39,7 @@ def keep_threads():
 # ------------------------------------------------------------------ (a) thread cap
 def _bench_cmd(data: Path, out: Path) -> list[str]:
     return ["-m", "groundkit", "benchmark", "-c", "demo", "--dataset", "synthetic", "--data", str(data), *SETS,
-            "--no-report", "--no-progress", "--out", str(out)]
+            "--no-page", "--no-progress", "--out", str(out)]
 
 
 def test_torchrun_ranks_cap_their_threads(tmp_path):
@@ -130,7 +130,7 @@ def test_soak_kill_one_rank_and_resume(tmp_path, capfd):
         assert re.search(rf"^\[rank {rank}/2\] (\d+)/\1 samples, \d+\.\d\d samples/s, done in \w+, \d+ failed$", log, re.M), log
     capfd.readouterr()
     ref = run_benchmark(["demo"], None, {"steps": "49:50", "tokens": "all"}, load_dataset("synthetic", data=data),
-                        tmp_path / "ref", tables=False, report=False, progress=False)
+                        tmp_path / "ref", tables=False, page=False, progress=False)
     assert capfd.readouterr() == ("", "")  # progress=False: silent
     got = {r["sample_id"]: r for r in json.loads("[" + ",".join((out / "rows.jsonl").read_text().splitlines()) + "]")}
     assert set(got) == {r["sample_id"] for r in ref.rows}

@@ -107,7 +107,7 @@ def bench_data(tmp_path_factory):
 
 
 RUN = dict(recipe="nuetzel2025", overrides={"steps": "48:50", "tokens": "all", "batch_size": 2}, progress=False,
-           tables=False, report=False)
+           tables=False, page=False)
 
 
 def _key_metrics(rows):

@@ -6,7 +6,7 @@ Output folder layout (``out_dir``)::
     rows.rank{r}.jsonl  per-rank shards while a torchrun job is running (merged into rows.jsonl at the end)
     run.json            configs (checkpoint + resolved recipe + digest), dataset, versions, sessions
     tables.md, tables/*.csv, summary.json    (groundkit.bench.tables)
-    report.html, gallery/                    (groundkit.bench.report)
+    benchmark.html, gallery/                 the benchmark page (groundkit.bench.page)
 
 Rows are appended and flushed (fsync) one by one, so a crash or Ctrl-C loses at most the images in
 flight (the cross-image batch in the U-Net and the one being post-processed, see ``groundkit.bench.schedule.schedule``). Resuming skips every
@@ -17,7 +17,7 @@ NaN (null) metrics; it is counted and listed, and the run goes on.
 Scale-out: under torchrun (``torch.distributed`` initialised, see ``init_distributed``) rank r takes
 the images ``shard_samples`` assigns it (whole images, so the per-image caches still work), writes
 ``rows.rank{r}.jsonl``; after a barrier rank 0 merges every shard into ``rows.jsonl`` (sorted by
-checkpoint order, then dataset order) and builds the tables and the report, while the other ranks wait at a
+checkpoint order, then dataset order) and builds the tables and the benchmark page, while the other ranks wait at a
 last barrier: every rank returns (and tears its process group down) after the merge, none before.
 """
 from __future__ import annotations
@@ -25,20 +25,33 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-
 from groundkit.bench.configs import Config, configs_with_rows, merge_configs
 from groundkit.bench.distributed import barrier, cap_threads, dist_info, gather_counts, group_by_image, rank_device, shard_samples
 from groundkit.bench.lock import folder_lock
+from groundkit.bench.page import PAGE_FILE, build_gallery, write_page
 from groundkit.bench.progress import Progress
-from groundkit.bench.schedule import Plan, free_memory, schedule
 from groundkit.bench.rows import RANK_FILE, ROWS_FILE, RUN_FILE, RowWriter, damaged_lines, read_dir_rows, row_files, row_key
+from groundkit.bench.schedule import Plan, free_memory, schedule
 from groundkit.core.outdir import check_target, ensure_dir, write_json, write_jsonl
 
-__all__ = ["BenchmarkResult", "Config", "run_benchmark"]
+__all__ = ["BenchmarkResult", "Config", "ResultFiles", "run_benchmark"]
+
+
+class ResultFiles(dict):
+    """{name: path} of what a run wrote. The benchmark page is ``"page"``; its old key ``"report"`` still answers
+    (with a DeprecationWarning) so code written before the rename keeps working."""
+
+    def __missing__(self, key: str) -> Path:
+        if key == "report" and "page" in self:
+            warnings.warn('BenchmarkResult.files["report"] is deprecated: use files["page"] (benchmark.html)',
+                          DeprecationWarning, stacklevel=2)
+            return self["page"]
+        raise KeyError(key)
 
 
 @dataclass
@@ -49,7 +62,7 @@ class BenchmarkResult:
     new_rows: int  # rows written by this run (rank 0: all ranks; other ranks: their own)
     skipped: int  # samples found already done (resume), counted the same way
     errors: list[dict]  # rows with an error (rank 0: all of them)
-    files: dict[str, Path] = field(default_factory=dict)
+    files: ResultFiles = field(default_factory=ResultFiles)  # files["page"]: the benchmark page, when written
     tables: Any = None  # groundkit.bench.tables.Tables (rank 0, when built)
     rank: int = 0
     world_size: int = 1
@@ -194,7 +207,7 @@ def _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, lim
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise ValueError(f"duplicate sample_id(s) in the dataset: {dup}")
     out = ensure_dir(out_dir)
-    for name in (RUN_FILE, ROWS_FILE, "tables.md", "summary.json", "report.html"):
+    for name in (RUN_FILE, ROWS_FILE, "tables.md", "summary.json", PAGE_FILE):
         check_target(out / name)  # a planted link is refused before any work
     plans = _plan(checkpoints, recipe, dict(overrides or {}), checkpoints_file)
     damaged = damaged_lines(out) if resume and rank == 0 else []
@@ -266,9 +279,9 @@ def _work(s: _Session, resume: bool, retry_errors: bool, dtype: str, progress: b
     return written, skipped
 
 
-def _finish(s: _Session, result: BenchmarkResult, tables: bool, report: bool, gallery: bool, reference_dir,
+def _finish(s: _Session, result: BenchmarkResult, tables: bool, page: bool, gallery: bool, reference_dir,
             dtype: str, checkpoints_file) -> None:
-    """Rank 0: merge the shards into rows.jsonl (deterministic order), then tables, report and run.json."""
+    """Rank 0: merge the shards into rows.jsonl (deterministic order), then tables, the benchmark page and run.json."""
     rows = read_dir_rows(s.out)
     cfg_index = {(c.checkpoint, c.recipe_digest): i for i, c in enumerate(s.configs)}
     sample_index = {x.sample_id: i for i, x in enumerate(s.samples)}
@@ -286,12 +299,10 @@ def _finish(s: _Session, result: BenchmarkResult, tables: bool, report: bool, ga
         t = result.tables = build_tables(rows, s.configs, reference_dir=reference_dir,
                                          dataset=str(s.info["dataset"].get("kind") or "unknown"))
         result.files.update(write_tables(t, s.out))
-        if report:
-            from groundkit.bench.report import build_gallery, write_report
-
+        if page:
             items = build_gallery(s.out, rows, s.plans, lambda p: _load_model(p, s.device, dtype, checkpoints_file)) if gallery else []
-            result.files["report"] = write_report(s.out, t, rows, s.configs, items,
-                                                  run_info=json.loads((s.out / RUN_FILE).read_text()))
+            result.files["page"] = write_page(s.out, t, rows, s.configs, items,
+                                              run_info=json.loads((s.out / RUN_FILE).read_text()))
     s.info.update({"finished": _now(), "new_rows": result.new_rows, "skipped": result.skipped,
                    "rows": len(rows), "errors": len(result.errors)})
     run = json.loads((s.out / RUN_FILE).read_text())
@@ -299,6 +310,16 @@ def _finish(s: _Session, result: BenchmarkResult, tables: bool, report: bool, ga
     run["finished"] = s.info["finished"]
     write_json(s.out / RUN_FILE, run)
     result.files["run"] = s.out / RUN_FILE
+
+
+def _page_flag(page: bool, report: bool | None) -> bool:
+    """``page``, or the deprecated ``report=`` keyword when a caller still passes it (it named the benchmark page
+    before "report" was kept for the radiology report alone)."""
+    if report is None:
+        return page
+    warnings.warn("run_benchmark(report=...) is deprecated: pass page=... (the benchmark page, benchmark.html)",
+                  DeprecationWarning, stacklevel=3)
+    return bool(report)
 
 
 def run_benchmark(
@@ -317,7 +338,7 @@ def run_benchmark(
     progress: bool = True,
     dataset: Mapping[str, Any] | None = None,
     tables: bool = True,
-    report: bool = True,
+    page: bool = True,
     gallery: bool = True,
     reference_dir: str | Path | None = None,
     checkpoints_file: str | Path | None = None,
@@ -325,25 +346,25 @@ def run_benchmark(
     threads: int | None = None,
     cross_image: bool | None = None,
     workers: int | None = None,
+    report: bool | None = None,
 ) -> BenchmarkResult:
     """Ground and score every sample with every checkpoint; see the module docstring.
 
     checkpoints: names from checkpoints.yaml, checkpoint folders, or loaded ``GroundingModel``s.
     recipe / overrides: as ``GroundingModel.recipe`` (None = each checkpoint's own default recipe).
-    samples: ``Sample``s (``groundkit.bench.datasets.load_dataset``); ``limit`` keeps the first N.
-    resume: skip (checkpoint, sample_id, recipe digest) rows already in ``out_dir`` (False: start over);
-    retry_errors: also re-run the samples whose row holds an error.
+    samples: ``Sample``s (``groundkit.bench.datasets.load_dataset``); ``limit`` keeps the first N; dataset: recorded in run.json.
+    resume: skip (checkpoint, sample_id, recipe digest) rows already in ``out_dir`` (False: start over); retry_errors: also re-run
+    the samples whose row holds an error.
     progress: a tqdm bar on a terminal, else a plain line every 30 s (groundkit.bench.progress); False: silent.
     dtype: the U-Net's ("auto": bfloat16 on CUDA, float32 elsewhere); compile: torch.compile the U-Net.
     threads: CPU threads (torch.set_num_threads); None: torch's own, except under a multi-rank launch on CPU,
     where each rank is capped at cores // local ranks (``groundkit.bench.distributed.cap_threads``).
-    cross_image: run the U-Net passes of up to batch-size images together (same maps; None: on, or the
-    GROUNDKIT_CROSS_IMAGE environment variable); workers: post-processing threads overlapping the U-Net
-    (None: 1, or GROUNDKIT_WORKERS; 0: post-process in the main thread). See ``groundkit.bench.schedule.schedule``.
-    dataset: a description recorded in run.json (kind, csv, images, split ...).
-    tables / report / gallery: what rank 0 builds at the end (gallery = re-grounding the best, median
-    and worst sample per category and config, for the overlays of the HTML report).
+    cross_image: run the U-Net passes of up to batch-size images together (same maps; None: on, or GROUNDKIT_CROSS_IMAGE);
+    workers: post-processing threads overlapping the U-Net (None: 1, or GROUNDKIT_WORKERS; 0: in the main thread), see groundkit.bench.schedule.
+    tables / page / gallery: what rank 0 builds at the end (page: the benchmark page, benchmark.html; its old keyword ``report``
+    warns but works; gallery: the best, median and worst sample per category and config, re-grounded for the page).
     """
+    page = _page_flag(page, report)
     with folder_lock(out_dir, "benchmark"):
         s = _start(checkpoints, recipe, overrides, samples, out_dir, resume, device, limit, dataset, checkpoints_file, threads)
         s.info["dtype"], s.info["compile"] = _dtype_name(dtype, s.device), compile
@@ -357,7 +378,7 @@ def run_benchmark(
             return result
         result.new_rows, result.skipped = total_new, total_skipped
         try:
-            _finish(s, result, tables, report, gallery, reference_dir, dtype, checkpoints_file)
+            _finish(s, result, tables, page, gallery, reference_dir, dtype, checkpoints_file)
         finally:
             barrier()
     return result

@@ -1,6 +1,6 @@
-"""Inline SVG charts for the benchmark report: a reliability diagram and a risk-coverage curve.
+"""Inline SVG charts for the benchmark page: a reliability diagram and a risk-coverage curve.
 
-Plain SVG strings (no script, no external reference), so report.html stays one self-contained, inert file.
+Plain SVG strings (no script, no external reference), so benchmark.html (the benchmark page) stays one self-contained, inert file.
 Every text is escaped; every plotted point carries its values as data-* attributes, so what is drawn can be
 checked against the rows it came from.
 """

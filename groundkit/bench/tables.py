@@ -96,7 +96,7 @@ class Tables:
     sections: list[Section]
     csvs: dict[str, list[dict[str, Any]]]
     aggregates: dict[str, Aggregate]  # by config label
-    bars: list[dict[str, Any]]  # for the report: {protocol, metric, label, table, reference}
+    bars: list[dict[str, Any]]  # for the benchmark page: {protocol, metric, label, table, reference}
     summary: dict[str, Any]
 
     def markdown(self, published: bool = True) -> str:

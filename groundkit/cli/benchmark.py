@@ -2,7 +2,7 @@
 
     groundkit benchmark --checkpoint A [--checkpoint B ...] [--recipe R] [--set field=value ...]
         (--dataset mscxr --csv PATH --images ROOT | --dataset synthetic --data DIR)
-        [--split S] [--limit N] [--device D] [--threads N] --out DIR [--no-resume] [--retry-errors] [--no-report | --no-gallery]
+        [--split S] [--limit N] [--device D] [--threads N] --out DIR [--no-resume] [--retry-errors] [--no-page | --no-gallery]
     groundkit benchmark --compare DIR1 DIR2 [--checkpoint A [--checkpoint B]] [--bootstrap 2000] [--seed 0]
 
 Under ``torchrun --nproc-per-node K -m groundkit benchmark ...`` the ranks shard the images and rank 0
@@ -33,12 +33,13 @@ def benchmark(
     device: Optional[str] = C.device_option(),
     dtype: str = C.dtype_option(),
     compile_: bool = C.compile_option(),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder, required except with --compare (rows.jsonl, run.json, tables, report.html)"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="output folder, required except with --compare (rows.jsonl, run.json, tables, benchmark.html)"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="skip rows already in --out (default) or start over"),
     overwrite: bool = typer.Option(False, "--overwrite", help="start over: replace every row already in --out (same as --no-resume)"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="on resume, re-run samples whose row holds an error"),
-    report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
-    gallery: bool = typer.Option(True, "--gallery/--no-gallery", help="re-ground best/median/worst samples for the report's overlays"),
+    page: bool = typer.Option(True, "--page/--no-page", help="write the benchmark page, benchmark.html"),
+    gallery: bool = typer.Option(True, "--gallery/--no-gallery", help="re-ground best/median/worst samples for the page's overlays"),
     progress: bool = C.progress_option(),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="CPU threads per process (torch.set_num_threads). Default: torch's own, except under "
@@ -48,11 +49,13 @@ def benchmark(
         None, "--compare", help="compare two benchmark folders DIR1 DIR2 (compare.md, compare.csv into --out)"),
     bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="bootstrap resamples for --compare"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed for --compare"),
+    old_report: Optional[bool] = typer.Option(None, "--report/--no-report", hidden=True, help="deprecated: --page/--no-page"),
 ):
     """Benchmark checkpoints on MS-CXR (or the synthetic set) and write tables in both papers' layouts, or --compare two runs."""
     if compare_dirs:
         _compare(compare_dirs, checkpoint, bootstrap, seed, out)
         return
+    page = _page_flag(page, old_report)
     checkpoint = checkpoint or [C.DEFAULT_CHECKPOINT]
     if out is None:
         C.fail("--out DIR is required")
@@ -67,7 +70,7 @@ def benchmark(
     try:
         result = run_benchmark(checkpoint, recipe, overrides, samples, out, resume=resume and not overwrite, retry_errors=retry_errors,
                                device=device, dtype=dtype, compile=compile_, limit=limit, progress=progress, dataset=desc,
-                               report=report, gallery=gallery, checkpoints_file=checkpoints_file, threads=threads)
+                               page=page, gallery=gallery, checkpoints_file=checkpoints_file, threads=threads)
     except (FileNotFoundError, ValueError) as e:
         C.fail(str(e))
     finally:
@@ -77,6 +80,17 @@ def benchmark(
             dist.destroy_process_group()
     if rank == 0:
         _print_result(result)
+
+
+def _page_flag(page: bool, old_report: Optional[bool]) -> bool:
+    """--page/--no-page, or the deprecated --report/--no-report (hidden; it named the benchmark page before
+    "report" was kept for the radiology report alone): still obeyed, with a one-line warning."""
+    if old_report is None:
+        return page
+    old, new = ("--report", "--page") if old_report else ("--no-report", "--no-page")
+    typer.secho(f"warning: {old} is deprecated, use {new} (the benchmark page is now benchmark.html)",
+                fg=typer.colors.YELLOW, err=True)
+    return old_report
 
 
 def _load_samples(dataset: str, csv: Optional[Path], images: Optional[Path], data: Optional[Path], split: Optional[str],

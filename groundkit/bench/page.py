@@ -1,6 +1,9 @@
-"""Self-contained HTML report of a benchmark folder: tables, a bar chart per metric, an overlay gallery.
+"""The benchmark page: one self-contained HTML file of a benchmark folder (tables, a bar chart per metric,
+confidence charts, an overlay gallery), written as ``benchmark.html``.
 
-Every image is embedded as a base64 PNG, so ``report.html`` can be mailed or attached as one file
+Not the report page: that one shows a grounded radiology report (``groundkit report``, groundkit.viz.report_page,
+``report.html``); the two file names differ so a reader never mistakes one for the other.
+Every image is embedded as a base64 PNG, so ``benchmark.html`` can be mailed or attached as one file
 (the PNGs are also kept under ``figures/`` and ``gallery/``).
 
 Gallery: for each config and category, the best, median and worst sample by the protocol's main
@@ -31,7 +34,9 @@ from groundkit.core.categories import ordered
 from groundkit.core.outdir import make_dirs, write_text
 from groundkit.evaluation import calibration as cal
 
-__all__ = ["GalleryItem", "select_gallery", "build_gallery", "write_report"]
+__all__ = ["PAGE_FILE", "GalleryItem", "select_gallery", "build_gallery", "write_page"]
+
+PAGE_FILE = "benchmark.html"  # the benchmark page's file name in the output folder
 
 TAGS = ("best", "median", "worst")
 
@@ -247,8 +252,9 @@ def _gallery_html(gallery: Sequence[GalleryItem]) -> list[str]:
     return body
 
 
-def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: Sequence[Config],
-                 gallery: Sequence[GalleryItem] = (), run_info: Mapping[str, Any] | None = None) -> Path:
+def write_page(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: Sequence[Config],
+              gallery: Sequence[GalleryItem] = (), run_info: Mapping[str, Any] | None = None) -> Path:
+    """Write ``benchmark.html`` into ``out_dir`` (after the tables, which it embeds) and return its path."""
     out = Path(out_dir)
     run_info = run_info or {}
     esc = html.escape
@@ -292,4 +298,4 @@ def write_report(out_dir: str | Path, tables, rows: Sequence[Mapping], configs: 
         body.append("<p>None.</p>")
     doc = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>groundkit benchmark</title>"
            f"<style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
-    return write_text(out / "report.html", doc, out)
+    return write_text(out / PAGE_FILE, doc, out)
