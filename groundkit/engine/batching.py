@@ -63,10 +63,11 @@ def check_items(items: Sequence[tuple[Any, Sequence[str]]], categories) -> tuple
 
 class Precaptured:
     """Captures made by ``precapture`` for a later ``ground_many`` of the same image, phrases, categories,
-    recipe and token maps, which takes its capture out instead of running the passes again."""
+    recipe and token maps, which takes its capture out instead of running the passes again. An item given
+    twice in one batch is kept twice, so each of its ``ground_many`` calls finds one."""
 
     def __init__(self, size: int = 256):
-        self.store = LRU(size)
+        self.store = LRU(size)  # key -> the captures not yet taken, oldest first
         self.lock = threading.RLock()
 
     @staticmethod
@@ -75,15 +76,22 @@ class Precaptured:
 
     def take(self, image_key: str, phrases, r: Recipe, categories, token_maps):
         """The capture kept for this call (removed from the store), or None."""
+        key = self.key(image_key, phrases, r, categories, token_maps)
         with self.lock:
-            return self.store.pop(self.key(image_key, phrases, r, categories, token_maps), None)
+            kept = self.store.pop(key, None)
+            if not kept:
+                return None
+            if len(kept) > 1:
+                self.store.put(key, kept[1:])
+            return kept[0]
 
     def keep(self, image_keys: Sequence[str], phrases, r: Recipe, categories, token_maps, caps) -> None:
         """Keep each item's capture, the store grown to hold at least the whole batch."""
         with self.lock:
             self.store.size = max(self.store.size, 2 * len(caps) + 8)
             for k, ph, c, cap in zip(image_keys, phrases, categories, caps):
-                self.store.put(self.key(k, ph, r, c, token_maps), cap)
+                key = self.key(k, ph, r, c, token_maps)
+                self.store.put(key, self.store.get(key, []) + [cap])
 
     def clear(self) -> None:
         with self.lock:
