@@ -16,7 +16,7 @@ from groundkit.core.categories import CATEGORIES
 from groundkit.engine import confidence, pipeline
 from groundkit.engine.contrast import CONTRAST_MODES, check_contrast
 from groundkit.engine.contrast import describe as describe_contrast
-from groundkit.engine.pipeline import versions
+from groundkit.engine.results import groundings, versions
 from groundkit.engine.side_prior import check_side_prior, zone_of
 from groundkit.engine.side_prior import describe as describe_side_prior
 from groundkit.recipes import Recipe
@@ -81,7 +81,7 @@ class GroundingModel(pipeline.GroundingModel):
             sides = [parsed.findings[i].side for i in todo_idx] if side_prior else None
             zones = [zone_of(parsed.findings[i].zones) for i in todo_idx] if side_prior else None
             found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
-            gs = self._groundings(prep, phrases, captured, resolved, mode, False, t0, sides, zones) if todo_idx else []
+            gs = groundings(self, prep, phrases, captured, resolved, mode, False, t0, sides, zones) if todo_idx else []
             confidence.abstain(gs, min_confidence)
             for i, g in zip(todo_idx, gs):
                 found[i].grounding = g

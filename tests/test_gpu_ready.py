@@ -12,7 +12,7 @@ from builders import served_at
 
 import groundkit as gk
 from groundkit.api import resolve_dtype
-from groundkit.engine.pipeline import CPU_BATCH
+from groundkit.engine.batching import CPU_BATCH
 from groundkit.recipes import get_recipe
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -185,10 +186,9 @@ def test_inconsistent_batch_is_rejected():
         T.token_weights(text, 0, "all")
 
 
-def test_the_token_filter_runs_once_per_phrase(monkeypatch):
-    """A capture selects each phrase's tokens once and takes both its weights and its account (result.json's
-    ``tokens``) from that one selection."""
-    import groundkit as gk
+@pytest.fixture
+def counted_selections(monkeypatch):
+    """Every token selection a grounding makes, as (phrase, filter spec), through whichever module calls it."""
     from groundkit.engine import capture
 
     calls = []
@@ -200,11 +200,54 @@ def test_the_token_filter_runs_once_per_phrase(monkeypatch):
 
     monkeypatch.setattr(T, "select_tokens", counting)  # token_weights / explain call through here
     monkeypatch.setattr(capture, "select_tokens", counting)
-    model = gk.load("demo", device="cpu")
-    phrases = ["small left pleural effusion", "cardiomegaly"]
-    gs = model.ground_many(model.entry.path / "sample.png", phrases, "nuetzel2025-fast", steps=(49, 50))
-    assert sorted(c for c in calls if c[1] == "lexical") == sorted((p, "lexical") for p in phrases)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    import groundkit as gk
+
+    return gk.load("demo", device="cpu")
+
+
+def _selected(calls, spec):
+    return sorted(p for p, s in calls if s == spec)
+
+
+def test_the_token_filter_runs_once_per_phrase(counted_selections, demo_model):
+    """A capture selects each phrase's tokens once and takes both its weights and its account (result.json's
+    ``tokens``) from that one selection: one phrase, three phrases of one image, a report's findings."""
+    model, calls = demo_model, counted_selections
+    img = model.entry.path / "sample.png"
+    phrases = ["small left pleural effusion", "cardiomegaly", "right apical pneumothorax"]
+    fast = dict(recipe="nuetzel2025-fast", steps=(49, 50))
+    g = model.ground(img, phrases[0], **fast)
+    assert _selected(calls, "lexical") == [phrases[0]] and g.info["tokens"]["spec"] == "lexical"
+    calls.clear()
+    gs = model.ground_many(img, phrases, **fast)
+    assert _selected(calls, "lexical") == sorted(phrases)
     assert all(g.info["tokens"]["spec"] == "lexical" and g.info["tokens"]["positions"] for g in gs)
+    calls.clear()
+    rg = model.ground_report(img, "Small left pleural effusion. Mild cardiomegaly. No pneumothorax.", **fast)
+    grounded = [f.grounding.phrase for f in rg.findings if f.grounding is not None]
+    assert len(grounded) == 2 and _selected(calls, "lexical") == sorted(grounded)
+
+
+def test_a_batch_selects_each_phrase_once(counted_selections, demo_model):
+    """``ground_batch``: a phrase that two images share, and an item given twice, are selected once (the
+    duplicate item takes the batch's capture instead of running its passes again); BBM's start token too."""
+    model, calls = demo_model, counted_selections
+    img = model.entry.path / "sample.png"
+    other = np.random.default_rng(1).random((96, 80)).astype(np.float32)
+    phrases = ["small left pleural effusion", "cardiomegaly", "right apical pneumothorax"]
+    items = [(img, phrases), (other, phrases[:2]), (img, phrases)]
+    bbm = dict(grid="stride:100", steps=(8, 10), bbm_steps=(8, 10))
+    out = model.ground_batch(items, "nuetzel2025-bbm", **bbm)
+    assert _selected(calls, "lexical") == sorted(phrases) and _selected(calls, "start") == sorted(phrases)
+    assert [[g.phrase for g in gs] for gs in out] == [ph for _, ph in items]
+    for a, b in zip(out[0], out[2]):  # the duplicate item: the same tokens, a map of the same capture
+        assert a.info["tokens"] == b.info["tokens"]
+        np.testing.assert_allclose(a.heatmap_crop, b.heatmap_crop, atol=1e-5, rtol=0)
 
 
 # ----------------------------------------------------------------------------------------------

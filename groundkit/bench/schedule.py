@@ -101,7 +101,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 def _prepare_chunk(model, chunk: list) -> list:
-    """Load and encode the images of a chunk (each group is one image): _Prepared, or None when it fails
+    """Load and encode the images of a chunk (each group is one image): Prepared, or None when it fails
     (the image's ground_many then fails the same way and makes its error rows)."""
     out = []
     for group in chunk:

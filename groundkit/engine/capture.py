@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 
 from groundkit.engine import passes as engine
 from groundkit.engine.maps import AttentionMaps
-from groundkit.engine.tokens import select_tokens, token_weights
+from groundkit.engine.tokens import TokenSelection, select_tokens
 from groundkit.recipes import Recipe
 
 
@@ -49,10 +49,26 @@ def text_key(phrase: str, category: str | None, r: Recipe) -> tuple:
     return (phrase, category, r.tokens, r.seed, r.guidance_scale, r.grid, r.bbm_steps, r.layers)
 
 
+def selector() -> Callable[..., TokenSelection]:
+    """``select_tokens`` that selects each phrase once per capture: a phrase that several images of one batch
+    share (or an item given twice) takes the selection already made. A selection depends on the phrase's
+    tokens, the filter and the category, never on the image."""
+    memo: dict[tuple, TokenSelection] = {}
+
+    def select(text, b: int, spec: str, category: str | None = None) -> TokenSelection:
+        key = (spec, category, text.phrases[b], tuple(text.tokens[b]))
+        if key not in memo:
+            memo[key] = select_tokens(text, b, spec, category)
+        return memo[key]
+
+    return select
+
+
 def _token_weights(adapter, phrases_list, categories_list, r: Recipe, token_maps):
     """Each image's text encoding and the token weights of its capture groups (selected, BBM's start token and,
     with ``token_maps``, one group per word), with what the token filter explains of its choice."""
     texts, weights, groups_l, explained = [], [], [], []
+    select = selector()
     for phrases, categories in zip(phrases_list, categories_list):
         categories = list(categories) if categories is not None else [None] * len(phrases)
         text = adapter.encode_text(phrases)
@@ -66,13 +82,13 @@ def _token_weights(adapter, phrases_list, categories_list, r: Recipe, token_maps
         w_i = torch.zeros(len(phrases), len(all_groups), n_tok)
         ex = []
         for b in range(len(phrases)):
-            chosen = select_tokens(text, b, r.tokens, categories[b])  # once: its weights and its account
+            chosen = select(text, b, r.tokens, categories[b])  # once: its weights and its account
             w_i[b, 0] = chosen.weights()
             ex.append(chosen.to_dict())
             if r.bbm:
-                w_i[b, 1] = token_weights(text, b, "start")
+                w_i[b, 1] = select(text, b, "start").weights()
             for w in word_groups[b]:
-                w_i[b, all_groups.index(f"word:{w}")] = token_weights(text, b, f"words:{w}")
+                w_i[b, all_groups.index(f"word:{w}")] = select(text, b, f"words:{w}").weights()
         texts.append(text)
         weights.append(w_i.to(adapter.device))
         groups_l.append(all_groups)

@@ -1,13 +1,14 @@
 """Runs a sampling schedule through an adapter with capture on, computing only what the window needs.
 
 Three passes (docs/protocols.md §3):
-- `gt_noised_pass`: every window step independently, all (step, phrase) items batched.
-- `inversion_pass`: the unconditional DDIM-inversion trajectory once per image (stopped at the window's
+- `gt_noised_pass_many`: every window step independently, all (step, phrase) items batched.
+- `inversion_pass_many`: the unconditional DDIM-inversion trajectory once per image (stopped at the window's
   end; `inversion_latents_many` inverts several images per forward), then the conditional calls of all
   phrases batched.
 - `text_pass`: DDIM sampling from noise with classifier-free guidance (BBM's text-only pass).
 All return `PassMaps`: per phrase, per layer, a (steps, groups, h, w) tensor. The `*_many` forms run several
-images' items through shared forwards and return one `PassMaps` per image, equal to its own pass's.
+images' items through shared forwards and return one `PassMaps` per image, equal to the one that image alone
+would give (one image is a batch of one).
 """
 from __future__ import annotations
 
@@ -116,26 +117,6 @@ def _window_pass_many(adapter, grid, latents, contexts, weights, steps, layers, 
     return out
 
 
-def _window_pass(adapter, grid, recorder, unet, latents, contexts, weights, steps, layers, batch_size, desc, progress,
-                 start) -> PassMaps:
-    """Every (phrase, step) item of one image's window through the U-Net in batches, capture on; the maps per phrase."""
-    return _window_pass_many(adapter, grid, [latents], [contexts], [weights], steps, layers, batch_size, desc,
-                             progress, start)[0]
-
-
-@torch.no_grad()
-def gt_noised_pass(adapter, grid, z0, contexts, weights, steps, layers, seed, batch_size, progress=False, z_std=None) -> PassMaps:
-    """Nuetzel's GT-noised sampling: z_t = sqrt(a) z0 + sqrt(1-a) eps with fresh eps per step.
-
-    ``z_std`` given: z0 is a fresh posterior sample per step (mean ``z0``), as published. The U-Net
-    output is discarded, so steps are independent and batched; no unconditional half (published
-    with CFG, whose guided output is discarded, so it cannot change the maps)."""
-    start = time.perf_counter()
-    latents = gt_noised_latents(adapter, grid, z0, steps, seed, z_std)
-    return _window_pass(adapter, grid, None, None, latents, contexts, weights, steps, layers, batch_size, "gt-noised",
-                        progress, start)
-
-
 def gt_noised_latents(adapter, grid, z0, steps, seed, z_std=None) -> dict[int, torch.Tensor]:
     """One image's GT-noised latents per window step: seeded per (seed, step), so an image's latents do not
     depend on which other images share its forwards."""
@@ -148,8 +129,12 @@ def gt_noised_latents(adapter, grid, z0, steps, seed, z_std=None) -> dict[int, t
 @torch.no_grad()
 def gt_noised_pass_many(adapter, grid, z0s, contexts, weights, steps, layers, seed, batch_size, progress=False,
                         z_stds=None) -> list[PassMaps]:
-    """``gt_noised_pass`` of several images at once: items of different images share forwards; each
-    image's maps equal its own pass's."""
+    """Nuetzel's GT-noised sampling of several images: z_t = sqrt(a) z0 + sqrt(1-a) eps with fresh eps per
+    step; items of different images share forwards, each image's maps equal its own pass's.
+
+    ``z_stds[i]`` given: image i's z0 is a fresh posterior sample per step (mean ``z0s[i]``), as published. The
+    U-Net output is discarded, so steps are independent and batched; no unconditional half (published
+    with CFG, whose guided output is discarded, so it cannot change the maps)."""
     start = time.perf_counter()
     z_stds = z_stds if z_stds is not None else [None] * len(z0s)
     latents = [gt_noised_latents(adapter, grid, z0, steps, seed, sd) for z0, sd in zip(z0s, z_stds)]
@@ -173,7 +158,8 @@ def inversion_latents_many(adapter, grid, z0s, steps, null, batch_size) -> tuple
 
 @torch.no_grad()
 def inversion_pass_many(adapter, grid, latents, contexts, weights, steps, layers, batch_size, progress=False) -> list[PassMaps]:
-    """``inversion_pass`` of several images at once (conditional calls of every image's phrases share forwards)."""
+    """Conditional calls of every image's phrases at its cached inversion latents, sharing forwards (guidance 0:
+    the trajectory follows the unconditional prediction, so the conditional half only supplies attention)."""
     start = time.perf_counter()
     return _window_pass_many(adapter, grid, latents, contexts, weights, steps, layers, batch_size,
                              "inversion (cond)", progress, start)
@@ -185,15 +171,6 @@ def inversion_latents(adapter, grid, z0, steps, null) -> tuple[dict[int, torch.T
     unet = Counter(adapter)
     lat = inversion_trajectory(unet, adapter.schedule, z0.to(adapter.device), grid, set(steps), null)
     return lat, unet.calls, unet.forwards
-
-
-@torch.no_grad()
-def inversion_pass(adapter, grid, latents, contexts, weights, steps, layers, batch_size, progress=False) -> PassMaps:
-    """Conditional calls of all phrases at the cached inversion latents (guidance 0: the trajectory
-    follows the unconditional prediction, so the conditional half only supplies attention)."""
-    start = time.perf_counter()
-    return _window_pass(adapter, grid, None, None, latents, contexts, weights, steps, layers, batch_size,
-                        "inversion (cond)", progress, start)
 
 
 @torch.no_grad()
