@@ -20,7 +20,7 @@ from groundkit.core.bounds import option_problem
 from groundkit.core.registry import PluginError, PluginWarning, Registry, package_of, reason
 from groundkit.core.safeload import confined, escaping_link
 from groundkit.core.yamlfile import read_yaml, short
-from groundkit.recipes import RECIPES, Recipe, check_overrides, register_checkpoint_recipe
+from groundkit.recipes import RECIPES, check_overrides, register_checkpoint_recipe
 
 __all__ = ["ADAPTERS", "CheckpointConfigError", "CheckpointEntry", "PluginError", "PluginWarning", "adapter_names",
            "confined", "detect_adapter", "entry_for_verify", "folder_config", "get_adapter", "get_adapter_class", "groundkit_home",
@@ -387,6 +387,3 @@ def list_recipes(checkpoints: bool = False) -> list[str]:
         register_checkpoint_recipes()
     return RECIPES.names()
 
-
-def recipe_of(entry: CheckpointEntry) -> Recipe:
-    return RECIPES.get(entry.default_recipe)

@@ -91,9 +91,6 @@ class Lexicon:
     def category(self, observation: str) -> str:
         return self.category_of.get(observation, observation)
 
-    def is_place_word(self, word: str) -> bool:
-        return word in self.sides or word in self.zones or word in self.places["anatomy"]
-
 
 def build_lexicon(data: dict[str, Any], source: str) -> Lexicon:
     """Validate a merged vocabulary mapping and compile it; errors name ``source`` and the field.

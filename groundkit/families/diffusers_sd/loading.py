@@ -13,12 +13,6 @@ from groundkit.core.safeload import CheckpointError, load_into, load_state_dict,
 from groundkit.core.types import NoiseSchedule
 
 
-def schedule_from_diffusers(folder: Path) -> NoiseSchedule:
-    """alphas_cumprod exactly as diffusers' DDIMScheduler builds them from scheduler_config.json."""
-    file = folder / "scheduler_config.json"
-    return schedule_from_config(read_json(file, "scheduler config"), str(file))
-
-
 def schedule_from_config(cfg: Mapping[str, Any], where: str = "scheduler config") -> NoiseSchedule:
     """The noise schedule of a scheduler config (any diffusers scheduler's: PNDM, DDIM, Euler ... share the
     beta fields), built by DDIMScheduler: alphas_cumprod, prediction_type (epsilon or v_prediction) and the
