@@ -2,6 +2,7 @@
 
     python benchmarks/report_grounding.py --n 120 --seed 2026            # held-out seed
     python benchmarks/report_grounding.py --checkpoint demo --spacy       # spaCy sentence boundaries
+    python benchmarks/report_grounding.py --n 60 --seed 7 --no-zones      # the side prior without zone words
 
 Prints mention extraction precision / recall (a predicted mention matches a true one when their spans
 overlap and the categories agree), negation accuracy (on matched mentions), the share of true positive
@@ -72,10 +73,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--spacy", action="store_true", help="spaCy sentence boundaries (default: the rule-based path)")
+    ap.add_argument("--no-zones", action="store_true",
+                    help="ablation: the side prior without the report's zone words (side words only, as before zones)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
+    if args.no_zones:  # the report flow reads a finding's zone through api.zone_of; no zone -> side weight only
+        import groundkit.api as api
+
+        api.zone_of = lambda words: None
     model = gk.load(args.checkpoint, device="cpu")
     counts = np.zeros(5, int)
     # per method, per number of findings drawn in the image (1, 2, 3): metric rows of the positive findings

@@ -274,7 +274,7 @@ class DiffusersSDAdapter(AdapterBase):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any], device="cpu", dtype=torch.float32) -> DiffusersSDAdapter:
-        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from diffusers import UNet2DConditionModel  # AutoencoderKL only with a VAE: its package imports every VAE (~1.5 s)
         from diffusers.utils import logging as dlog
 
         dlog.set_verbosity_error()  # no "install accelerate" advice on every load
@@ -296,7 +296,7 @@ class DiffusersSDAdapter(AdapterBase):
         loading.unet_context_dim(read_json(unet_dir / "config.json", "U-Net config"), str(unet_dir / "config.json"))
         unet = loading.load_diffusers_model(UNet2DConditionModel, unet_dir, "U-Net")
         loading.check_text_width(unet.config, text_width(te_dir), str(unet_dir / "config.json"), str(te_dir))
-        vae = loading.load_diffusers_model(AutoencoderKL, vae_folder(root, entry), "VAE") if uses_vae(root, entry) else None
+        vae = _load_vae(vae_folder(root, entry)) if uses_vae(root, entry) else None
         schedule = _schedule(root, entry)
         text_encoder, tokenizer, pass_mask = load_text_encoder(te_dir, tok_dir)
         if entry.get("attention_mask") is not None:
@@ -375,3 +375,9 @@ class DiffusersSDAdapter(AdapterBase):
     def networks(self) -> dict[str, torch.nn.Module]:
         nets = {"unet": self.unet_model, "text_encoder": self.text_encoder}
         return nets if self.vae is None else {**nets, "autoencoder": self.vae}
+
+
+def _load_vae(folder: Path) -> torch.nn.Module:
+    from diffusers import AutoencoderKL
+
+    return loading.load_diffusers_model(AutoencoderKL, folder, "VAE")
