@@ -41,7 +41,7 @@ class GroundingModel(pipeline.GroundingModel):
         ``contrast="findings"`` (the default) computes each positive finding's map against the other findings'
         (groundkit.engine.contrast; a report with one positive finding gets exactly its own map), ``"none"``
         grounds each finding on its own. ``side_prior`` (default on) weights each finding's map towards the
-        side its report names (groundkit.engine.side_prior), with contrast on or off."""
+        side and zone its report names (groundkit.engine.side_prior), with contrast on or off."""
         return self.ground_report_contrasts(image, report, recipe, contrasts=(contrast,), side_prior=side_prior,
                                             use_spacy=use_spacy, progress=progress, min_confidence=min_confidence,
                                             **overrides)[check_contrast(contrast)]

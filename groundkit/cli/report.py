@@ -29,8 +29,8 @@ def report(
                                  help="findings: each finding's map computed against the report's other findings "
                                       "(default; one finding: its own map); none: each finding on its own"),
     side_prior: bool = typer.Option(True, "--side-prior/--no-side-prior",
-                                    help="weight each finding's map towards the side its report names (left/right; "
-                                         "patient's right = image left); on by default"),
+                                    help="weight each finding's map towards the side and zone its report names (left/right, "
+                                         "upper/middle/lower; patient's right = image left); on by default"),
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
                                                    help="findings whose calibrated confidence is below this are listed as "
                                                         "not localised, no region drawn (needs `groundkit calibrate`)"),
