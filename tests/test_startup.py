@@ -30,3 +30,11 @@ def test_help_imports_no_heavy_library():
 def test_loading_a_model_does_import_torch():
     """The probe itself can fail: loading the demo pulls torch in (so the two tests above are not vacuous)."""
     assert "torch" in _heavy_after("import groundkit as gk\ngk.load('demo', device='cpu')")
+
+
+def test_importing_a_family_imports_only_torch():
+    """Every built-in family's adapter module is imported to resolve and detect checkpoints; diffusers,
+    transformers and MONAI come in only when a family loads a model that needs them."""
+    code = ("import groundkit.families.diffusers_sd.adapter\nimport groundkit.families.monai_ldm.adapter\n"
+            "import groundkit.families.diffusers_sd.capture")
+    assert _heavy_after(code) == {"torch"}

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import torch
-from diffusers.models.attention_processor import AttnProcessor
 
 from groundkit.core.types import AttentionSink
 
@@ -54,6 +53,8 @@ class CaptureAttnProcessor:
     """diffusers attention processor for ``attn2`` layers: the stock ``AttnProcessor``, its probabilities recorded."""
 
     def __init__(self, recorder: AttentionSink, name: str):
+        from diffusers.models.attention_processor import AttnProcessor  # here: importing the family must not import diffusers
+
         self.recorder, self.name = recorder, name
         self._stock = AttnProcessor()
 
