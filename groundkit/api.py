@@ -79,7 +79,7 @@ class GroundingModel(pipeline.GroundingModel):
         out = {}
         for mode, side_prior in variants:
             sides = [parsed.findings[i].side for i in todo_idx] if side_prior else None
-            zones = [zone_of(parsed.findings[i].zones) for i in todo_idx] if side_prior else None
+            zones = [zone_of(parsed.findings[i].location) for i in todo_idx] if side_prior else None
             found = [GroundedFinding(f, PALETTE[i % len(PALETTE)]) for i, f in enumerate(parsed.findings)]
             gs = groundings(self, prep, phrases, captured, resolved, mode, False, t0, sides, zones) if todo_idx else []
             confidence.abstain(gs, min_confidence)

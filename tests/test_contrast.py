@@ -16,6 +16,7 @@ import pytest
 import groundkit as gk
 from groundkit.engine.contrast import BACKGROUND, MIX, TEMPERATURE, check_contrast, softmax_contrast
 from groundkit.engine.side_prior import SIDE_FLOOR, check_side_prior, position_weight, side_weight, zone_of, zone_weight
+from groundkit.reports import parse_report
 
 DEMO = Path(gk.__file__).resolve().parent / "assets" / "demo"
 SAMPLE_IMG = str(DEMO / "sample_report.png")
@@ -87,9 +88,15 @@ def test_side_prior_lets_the_stated_side_win_the_contrast():
 
 
 def test_zone_words_weight_the_rows():
-    assert zone_of(["upper"]) == zone_of(["apical"]) == "upper" and zone_of(["basilar"]) == zone_of(["base"]) == "lower"
-    assert zone_of(["mid"]) == "middle"
-    assert zone_of([]) is None and zone_of(["upper", "base"]) is None  # several zones: no position
+    def zone(text):  # as the report flow reads it: the parser's normalised locations
+        return zone_of(parse_report(text).findings[0].location)
+
+    assert zone("Right upper lobe opacity.") == zone("Right apical opacity.") == zone("RUL pneumonia.") == "upper"
+    assert zone("Left basilar atelectasis.") == zone("LLL consolidation.") == "lower"
+    assert zone("Opacity at the left costophrenic angle.") == zone("Retrocardiac opacity.") == "lower"
+    assert zone("Right mid zone opacity.") == zone("Right middle lobe pneumonia.") == "middle"
+    assert zone("Right pleural effusion.") is None
+    assert zone_of([]) is None and zone_of(["upper lobe", "base"]) is None  # several zones: no position
     up, low, mid = (zone_weight(z, 40)[:, 0] for z in ("upper", "lower", "middle"))
     assert up[0] == 1.0 and up[-1] == SIDE_FLOOR and np.all(np.diff(up) <= 0)  # top of the image
     assert low[0] == SIDE_FLOOR and low[-1] == 1.0 and np.all(np.diff(low) >= 0)

@@ -14,7 +14,7 @@ keeps ``floor`` on the other side, so a strong region there is damped, not erase
 weight (the map is the recipe's own). Chosen on validation seeds only: ``floor`` 0.3, ``ramp`` 0.2 of the
 image width.
 
-Zone: the report's vertical words ("upper lobe", "apical", "base", "basilar", "mid zone"; ``Finding.zones``) give
+Zone: the report's vertical words ("upper lobe", "apical", "base", "RLL", "mid zone"; ``Finding.location``) give
 the same kind of weight over the image ROWS, multiplied with the side's: two findings on the same side (a
 consolidation of the upper lobe, a pneumonia at the base) are then told apart by height. Upper: 1 above 45 %
 of the image height, down to ``floor`` by 65 %; lower: 1 below 50 %, down to ``floor`` by 30 %; middle: 1 from
@@ -35,12 +35,11 @@ SIDE_FLOOR = 0.3
 SIDE_RAMP = 0.2
 SIDES = ("left", "right")  # the sides that give a weight; "bilateral" and None do not
 ZONES = ("upper", "middle", "lower")
-# the parser's zone words (Mention.zones) -> the zone they name
-_ZONE_WORDS = {"upper": ("upper", "apex", "apices", "apical", "apicolateral"),
-               "middle": ("mid", "middle", "midlung", "perihilar", "hilar", "hilum"),
-               "lower": ("lower", "base", "bases", "basal", "basilar", "bibasilar", "bibasal", "costophrenic angle",
-                         "retrocardiac", "infrahilar")}
-_ZONE_OF_WORD = {w: z for z, words in _ZONE_WORDS.items() for w in words}
+# the parser's normalised locations (Finding.location: "RUL" -> "upper lobe", "basilar" -> "base") -> the zone
+_ZONE_OF_LOCATION = {"upper lobe": "upper", "upper zone": "upper", "apex": "upper",
+                     "middle lobe": "middle", "middle zone": "middle", "perihilar": "middle", "hilum": "middle",
+                     "lingula": "middle", "lower lobe": "lower", "lower zone": "lower", "base": "lower",
+                     "costophrenic angle": "lower", "retrocardiac": "lower", "infrahilar": "lower"}
 # rows (fraction of the image height) where each zone's weight is at its middle (0.5 of the ramp)
 _ZONE_EDGES = {"upper": (None, 0.55), "middle": (0.29, 0.65), "lower": (0.40, None)}
 
@@ -64,9 +63,11 @@ def side_weight(side: str | None, size: int, floor: float = SIDE_FLOOR, ramp: fl
     return np.tile(w, (size, 1))
 
 
-def zone_of(words: Sequence[str]) -> str | None:
-    """The one zone that a finding's zone words name ("upper", "middle", "lower"), else None (none, or several)."""
-    named = {_ZONE_OF_WORD.get(str(w).lower()) for w in words} - {None}
+def zone_of(locations: Sequence[str]) -> str | None:
+    """The one zone ("upper", "middle", "lower") that a finding's normalised locations (``Finding.location``)
+    name, else None (none, or several). Reading the parser's normalised form keeps the word list in one place
+    (the lexicon): "RUL", "apical", "costophrenic" arrive as "upper lobe", "apex", "costophrenic angle"."""
+    named = {_ZONE_OF_LOCATION.get(str(loc).lower()) for loc in locations} - {None}
     return named.pop() if len(named) == 1 else None
 
 
