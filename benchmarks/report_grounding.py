@@ -1,6 +1,6 @@
 """The whole report pipeline measured on synthetic reports with ground truth (groundkit demo-data --reports).
 
-    python benchmarks/report_grounding.py --n 120 --seed 2026            # held-out seed
+    python benchmarks/report_grounding.py --n 120 --seed 4711            # held-out seed (2026: the earlier one)
     python benchmarks/report_grounding.py --checkpoint demo --spacy       # spaCy sentence boundaries
     python benchmarks/report_grounding.py --n 60 --seed 7 --no-zones      # the side prior without zone words
 
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="demo")
     ap.add_argument("--recipe", default=None)
     ap.add_argument("--n", type=int, default=120)
-    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--seed", type=int, default=4711)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--spacy", action="store_true", help="spaCy sentence boundaries (default: the rule-based path)")
     ap.add_argument("--no-zones", action="store_true",

@@ -14,7 +14,7 @@ import torch
 from groundkit import registry
 from groundkit.core.categories import CATEGORIES
 from groundkit.engine import confidence, pipeline
-from groundkit.engine.contrast import CONTRAST_MODES, check_contrast
+from groundkit.engine.contrast import CONTRAST_MODES, capture_recipe, captured_fine, check_contrast
 from groundkit.engine.contrast import describe as describe_contrast
 from groundkit.engine.results import groundings, versions
 from groundkit.engine.side_prior import check_side_prior, zone_of
@@ -75,7 +75,9 @@ class GroundingModel(pipeline.GroundingModel):
         todo_idx = [i for i, f in enumerate(parsed.findings) if not f.negated]
         phrases = [parsed.findings[i].phrase for i in todo_idx]
         cats = [parsed.findings[i].category if parsed.findings[i].category in CATEGORIES else None for i in todo_idx]
-        captured = self.capture(prep, phrases, r, categories=cats, progress=progress) if todo_idx else None
+        any_contrast = "findings" if any(mode == "findings" for mode, _ in variants) else "none"
+        rc = capture_recipe(r, self.layers, len(phrases), any_contrast)  # + the refining layers: no extra call
+        captured = self.capture(prep, phrases, rc, categories=cats, progress=progress) if todo_idx else None
         out = {}
         for mode, side_prior in variants:
             sides = [parsed.findings[i].side for i in todo_idx] if side_prior else None
@@ -91,7 +93,8 @@ class GroundingModel(pipeline.GroundingModel):
                     "unet_calls_per_finding": total / len(todo_idx) if todo_idx else 0,
                     "unet_forwards": captured.forwards if captured is not None else 0,
                     "findings_grounded": len(todo_idx), "findings_negated": len(found) - len(todo_idx),
-                    "contrast": describe_contrast(mode, len(todo_idx)),
+                    "contrast": describe_contrast(mode, len(todo_idx),
+                                                  captured_fine(captured.maps, self.layers, r, mode) if captured else ()),
                     "side_prior": describe_side_prior(side_prior, sides or [], zones or []), "groundkit": versions()["groundkit"]}
             out[(mode, side_prior)] = ReportGrounding(report, parsed, found, prep.image, info)
         return out

@@ -233,3 +233,76 @@ def test_cli_contrast_option(tmp_path):
     assert "contrast: none" in proc.stdout
     found = json.loads((tmp_path / "r" / "findings.json").read_text())
     assert found["contrast"] == {"mode": "none", "findings": 2, "applied": False}
+
+
+# ------------------------------------------------------------------------------------------------ coarse to fine
+def _maps(coarse: np.ndarray, fine: np.ndarray):
+    """AttentionMaps of one phrase: a 4x4 'coarse' layer (index 0) and an 8x8 'fine' up-path layer (index 1)."""
+    import torch
+
+    from groundkit.core.types import LayerInfo
+    from groundkit.engine.maps import AttentionMaps
+
+    layers = [LayerInfo(0, "up_blocks.0.attn2", 4, "up", "attn2"), LayerInfo(1, "up_blocks.1.attn2", 8, "up", "attn2")]
+    t = lambda a: torch.tensor(np.repeat(a[None, None], 3, 0), dtype=torch.float32)  # (steps, groups, h, w)
+    return AttentionMaps(layers, [47, 48, 49], ["selected"], {0: t(coarse), 1: t(fine)})
+
+
+def test_refine_layers_are_the_up_paths_cross_attention_at_twice_the_resolution(demo):
+    from groundkit.engine.contrast import refine_layers
+
+    r = demo.recipe()
+    by_index = {i.index: i for i in demo.layers}
+    fine = refine_layers(demo.layers, r.layers)
+    assert fine and all(by_index[i].block == "up" and by_index[i].attention == "attn2" for i in fine)
+    assert {by_index[i].resolution for i in fine} == {2 * max(by_index[i].resolution for i in r.layers)}
+    assert refine_layers(demo.layers, fine) == ()  # the finest layers have nothing finer
+    assert refine_layers(demo.layers, ()) == ()
+
+
+def test_capture_recipe_adds_the_refining_layers_only_when_the_contrast_applies(demo):
+    from groundkit.engine.contrast import capture_recipe, refine_layers
+
+    r = demo.recipe()
+    assert capture_recipe(r, demo.layers, 1, "findings") is r  # one finding: the recipe's own capture
+    assert capture_recipe(r, demo.layers, 3, "none") is r
+    extended = capture_recipe(r, demo.layers, 2, "findings")
+    assert tuple(extended.layers) == tuple(r.layers) + refine_layers(demo.layers, r.layers)
+    assert extended.override(layers=r.layers) == r  # nothing else changes: same steps, same passes
+
+
+def test_fine_layers_move_the_peak_inside_a_coarse_cell(demo):
+    """A thin band fills a quarter of one coarse cell: the coarse map alone peaks on the whole cell, refined the
+    peak is on the band; without the contrast (one phrase) the fine layers are not used."""
+    from groundkit.engine.contrast import contrast_scores
+
+    r = demo.recipe().override(layers=(0,))
+    coarse_a = np.zeros((4, 4))
+    coarse_a[2, 1], coarse_a[0, 3] = 1.0, 0.3
+    coarse_b = np.zeros((4, 4))
+    coarse_b[0, 3] = 1.0
+    fine_a = np.zeros((8, 8))
+    fine_a[5, 2:4] = 1.0  # the band: the lower row of coarse cell (2, 1)
+    a, b = _maps(coarse_a, fine_a), _maps(coarse_b, np.zeros((8, 8)))
+    plain = contrast_scores([a, b], r, 64, contrast=True)
+    refined = contrast_scores([a, b], r, 64, contrast=True, fine=(1,))
+    assert plain[0].shape == (4, 4) and refined[0].shape == (8, 8)
+    peak = np.unravel_index(np.argmax(refined[0]), refined[0].shape)
+    assert peak[0] == 5 and peak[1] in (2, 3)
+    assert refined[0][5, 2] > refined[0][4, 2] + 0.05  # the band's row wins over the same cell's other row
+    assert np.unravel_index(np.argmax(refined[1]), (8, 8)) in {(0, 6), (0, 7), (1, 6), (1, 7)}  # B stays in its cell
+    assert contrast_scores([a], r, 64, contrast=True, fine=(1,)) is None  # one finding: the recipe's own map
+
+
+def test_refinement_is_recorded_and_adds_no_unet_call(demo):
+    both = demo.ground_report_contrasts(SAMPLE_IMG, SAMPLE_TXT, use_spacy=False)
+    on, off = both["findings"], both["none"]
+    by_index = {i.index: i.name for i in demo.layers}
+    from groundkit.engine.contrast import refine_layers
+
+    names = [by_index[i] for i in refine_layers(demo.layers, demo.recipe().layers)]
+    assert on.info["contrast"]["refine"]["layers"] == names and off.info["contrast"].get("refine") is None
+    assert on.positive[0].grounding.info["contrast"]["refine"]["layers"] == names
+    assert on.info["unet_calls_total"] == off.info["unet_calls_total"] == 6
+    # the recipe recorded is the recipe asked for, not the capture's extended layer list
+    assert on.positive[0].grounding.recipe.layers == demo.recipe().layers

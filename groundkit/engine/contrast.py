@@ -30,19 +30,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from groundkit.core.types import LayerInfo
 from groundkit.engine import postprocess as pp
 from groundkit.engine.heatmap import grid_size
 from groundkit.engine.maps import AttentionMaps
 from groundkit.engine.side_prior import SIDES, ZONES, position_weight
 from groundkit.recipes import Recipe
 
-__all__ = ["CONTRAST_MODES", "TEMPERATURE", "BACKGROUND", "MIX", "check_contrast", "softmax_contrast", "contrast_scores",
-           "describe"]
+__all__ = ["CONTRAST_MODES", "TEMPERATURE", "BACKGROUND", "MIX", "FINE_WEIGHT", "REFINE_SIGMA", "check_contrast",
+           "softmax_contrast", "refine_layers", "capture_recipe", "captured_fine", "contrast_scores", "describe"]
 
 CONTRAST_MODES = ("findings", "none")
 TEMPERATURE = 0.2
 BACKGROUND = 0.5
 MIX = 0.75  # share of the softmax in the contrasted map; the rest is the finding's own (side-weighted) map
+FINE_WEIGHT = 1.0  # A_i = minmax(coarse_i) * (FINE_WEIGHT + minmax(fine_i)): the fine layers at most double a pixel
+REFINE_SIGMA = 0.7  # Gaussian smoothing after a refined contrast, in cells of the fine layers' grid
 FORMULATION = "softmax over the findings' min-maxed maps with a background term, 0.75/0.25 with the own map"
 
 
@@ -75,17 +78,63 @@ def softmax_contrast(raw: Sequence[np.ndarray], temperature: float = TEMPERATURE
     return [p[i] for i in range(len(raw))]
 
 
+def refine_layers(layers: Sequence[LayerInfo], chosen: Sequence[int] | None) -> tuple[int, ...]:
+    """The layers that refine a contrasted map: the up path's cross-attention layers at twice the finest
+    resolution of the recipe's layers ``chosen`` (canonical indices into ``layers``); () when there are none."""
+    by_index = {info.index: info for info in layers}
+    picked = [by_index[i] for i in (chosen or ()) if i in by_index]
+    if not picked:
+        return ()
+    target = 2 * max(info.resolution for info in picked)
+    return tuple(info.index for info in layers
+                 if info.block == "up" and info.attention == "attn2" and info.resolution == target)
+
+
+def capture_recipe(recipe: Recipe, layers: Sequence[LayerInfo], findings: int, contrast: str) -> Recipe:
+    """The recipe to CAPTURE with: the recipe's layers, plus the refining layers when the contrast will apply
+    (``contrast == "findings"`` and two or more findings). Same passes, same U-Net calls: the extra layers are only
+    recorded. Everything else (maps without contrast, result.json) still reads the recipe itself."""
+    fine = refine_layers(layers, recipe.layers) if contrast == "findings" and findings > 1 else ()
+    extra = tuple(i for i in fine if i not in (recipe.layers or ()))
+    return recipe.override(layers=tuple(recipe.layers) + extra) if extra else recipe
+
+
+def captured_fine(maps: Sequence[AttentionMaps], layers: Sequence[LayerInfo], recipe: Recipe,
+                  contrast: str) -> tuple[LayerInfo, ...]:
+    """The refining layers this capture holds, when the contrast applies to it (else, or when the capture lacks
+    any of them, ()): what ``contrast_scores(fine=)`` uses and result.json records."""
+    if contrast != "findings" or len(maps) < 2:
+        return ()
+    fine = refine_layers(layers, recipe.layers)
+    have = {info.index: info for info in maps[0].layers}
+    return tuple(have[i] for i in fine) if fine and all(i in have for i in fine) else ()
+
+
+def _refined(maps: Sequence[AttentionMaps], recipe: Recipe, fine: tuple[int, ...], size: int,
+             fine_weight: float) -> list[np.ndarray]:
+    """Each finding's token-averaged map on a ``size`` grid, refined by the ``fine`` layers when given."""
+    kw = dict(layer_norm=recipe.layer_norm, upsample=recipe.upsample, size=size)
+    raw = [m.aggregate("selected", recipe.steps, recipe.layers, **kw) for m in maps]
+    if not fine:
+        return raw
+    return [np.nan_to_num(pp.minmax(a), nan=0.0)
+            * (fine_weight + np.nan_to_num(pp.minmax(m.aggregate("selected", recipe.steps, fine, **kw)), nan=0.0))
+            for a, m in zip(raw, maps)]
+
+
 def contrast_scores(maps: Sequence[AttentionMaps], recipe: Recipe, image_size: int, *, contrast: bool = True,
                     sides: Sequence[str | None] | None = None, zones: Sequence[str | None] | None = None,
-                    temperature: float = TEMPERATURE,
-                    background: float = BACKGROUND, mix: float = MIX) -> list[np.ndarray | None] | None:
+                    fine: Sequence[int] = (), temperature: float = TEMPERATURE, background: float = BACKGROUND,
+                    mix: float = MIX, fine_weight: float = FINE_WEIGHT,
+                    refine_sigma: float = REFINE_SIGMA) -> list[np.ndarray | None] | None:
     """The score maps (what ``make_heatmap(..., score=)`` thresholds) of the findings of one image.
 
     ``contrast``: each finding against the others (needs two or more findings). ``sides``: the report's side
     per finding, the side prior (groundkit.engine.side_prior) weighting each min-maxed map BEFORE the
     contrast, so a finding's own side wins the softmax; ``zones`` ("upper" / "middle" / "lower" per finding,
     ``side_prior.zone_of``) weight the rows the same way. ``None`` for a finding means "the recipe's own map"
-    (no contrast, no side, no zone), and ``None`` overall when nothing applies (one finding, no side prior)."""
+    (no contrast, no side, no zone), and ``None`` overall when nothing applies (one finding, no side prior).
+    ``fine``: the refining layers (``refine_layers``, captured in ``maps``), used with the contrast only."""
     contrast = contrast and len(maps) > 1
     for name, per in (("sides", sides), ("zones", zones)):
         if per is not None and len(per) != len(maps):
@@ -94,27 +143,33 @@ def contrast_scores(maps: Sequence[AttentionMaps], recipe: Recipe, image_size: i
     zones = list(zones) if zones is not None else [None] * len(maps)
     if not maps or (not contrast and not any(s in SIDES or z in ZONES for s, z in zip(sides, zones))):
         return None
-    size = grid_size(maps[0], recipe, recipe.layers, image_size)
+    fine = tuple(fine) if contrast else ()
+    size = grid_size(maps[0], recipe, tuple(recipe.layers or ()) + fine, image_size)
     weights = [position_weight(s, z, size) for s, z in zip(sides, zones)]
-    raw = [m.aggregate("selected", recipe.steps, recipe.layers, layer_norm=recipe.layer_norm, upsample=recipe.upsample,
-                       size=size) for m in maps]
+    raw = _refined(maps, recipe, fine, size, fine_weight)
     z = [a if w is None else np.nan_to_num(pp.minmax(a), nan=0.0) * w for a, w in zip(raw, weights)]
     if contrast:  # the softmax, blended with the finding's own map (keeps its contrast-to-noise, see MIX)
         own = [np.nan_to_num(pp.minmax(h), nan=0.0) for h in z]
         z = [mix * pp.minmax(c) + (1.0 - mix) * o for c, o in zip(softmax_contrast(z, temperature, background), own)]
     else:  # side prior only: a finding without a side keeps the recipe's own map, bit for bit
         z = [h if w is not None else None for h, w in zip(z, weights)]
+    sigma = refine_sigma * size / max(i.resolution for i in maps[0].layers if i.index in fine) if fine else 0.0
     out: list[np.ndarray | None] = []
     for h in z:
+        if h is not None and sigma:
+            h = pp.gaussian(h, sigma)
         if h is not None and recipe.sigma:
             h = pp.gaussian(h, recipe.sigma)
         out.append(None if h is None else pp.minmax_fp16(h) if recipe.map_fp16 else pp.minmax(h))
     return out
 
 
-def describe(mode: str, findings: int) -> dict[str, Any]:
-    """What result.json / findings.json record about the contrast of one grounding."""
+def describe(mode: str, findings: int, fine: Sequence[LayerInfo] = ()) -> dict[str, Any]:
+    """What result.json / findings.json record about the contrast of one grounding (``fine``: the refining layers
+    used, when the contrast applied)."""
     d: dict[str, Any] = {"mode": mode, "findings": int(findings), "applied": mode == "findings" and findings > 1}
     if mode == "findings":
         d.update({"formulation": FORMULATION, "temperature": TEMPERATURE, "background": BACKGROUND, "mix": MIX})
+        d["refine"] = ({"layers": [i.name for i in fine], "fine_weight": FINE_WEIGHT, "sigma": REFINE_SIGMA}
+                       if d["applied"] and fine else None)
     return d

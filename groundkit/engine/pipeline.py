@@ -21,7 +21,7 @@ from groundkit.engine import confidence
 from groundkit.engine.batching import Precaptured, check_items, item_categories, measure_batch_size
 from groundkit.engine.caches import Caches, Prepared
 from groundkit.engine.capture import Captured, capture_images
-from groundkit.engine.contrast import check_contrast
+from groundkit.engine.contrast import capture_recipe, check_contrast
 from groundkit.engine.results import groundings
 from groundkit.grounding import Grounding
 from groundkit.recipes import Recipe, Resolved, get_recipe, resolve_recipe
@@ -125,8 +125,9 @@ class GroundingModel:
         confidence.require(self.entry, resolved.recipe, min_confidence)
         t0 = time.perf_counter()
         prep = self.prepare(image)
-        captured = self.capture(prep, phrases, resolved.recipe, categories=categories, token_maps=token_maps,
-                                progress=progress)
+        # with the contrast, the same passes also record the layers that refine it (capture_recipe): no extra call
+        captured = self.capture(prep, phrases, capture_recipe(resolved.recipe, self.layers, len(phrases), contrast),
+                                categories=categories, token_maps=token_maps, progress=progress)
         out = groundings(self, prep, phrases, captured, resolved, contrast, token_maps, t0)
         confidence.abstain(out, min_confidence)
         return out

@@ -16,7 +16,7 @@ import torch
 from groundkit.engine import confidence
 from groundkit.engine.caches import Prepared
 from groundkit.engine.capture import Captured
-from groundkit.engine.contrast import contrast_scores
+from groundkit.engine.contrast import captured_fine, contrast_scores
 from groundkit.engine.contrast import describe as describe_contrast
 from groundkit.engine.heatmap import make_heatmap
 from groundkit.engine.maps import AttentionMaps
@@ -41,13 +41,15 @@ def groundings(model: ResultHost, prep: Prepared, phrases: list[str], captured: 
     report's side and zone per phrase for the side prior (report flow only; None: no side prior)."""
     r = resolved.recipe
     size = model.adapter.image_size
-    scores = contrast_scores(captured.maps, r, size, contrast=contrast == "findings", sides=sides, zones=zones)
+    fine = captured_fine(captured.maps, model.layers, r, contrast)
+    scores = contrast_scores(captured.maps, r, size, contrast=contrast == "findings", sides=sides, zones=zones,
+                             fine=tuple(i.index for i in fine))
     out = []
     for p, phrase in enumerate(phrases):
         maps, text_maps = captured.maps[p], (captured.text_maps[p] if captured.text_maps else None)
         hm = make_heatmap(maps, r, size, text_maps, score=scores[p] if scores else None)
         words = _word_maps(maps, r, size) if token_maps else None
-        info = _info(model, captured, p, len(phrases), resolved, contrast, sides, zones)
+        info = _info(model, captured, p, len(phrases), resolved, contrast, sides, zones, fine)
         info["bbm_similarity"] = hm.bbm_similarity
         out.append(Grounding(phrase, hm.heatmap_crop, hm.mask_crop, prep.geometry, r, info, words, prep.image))
         confidence.attach(out[-1], maps, text_maps, model.entry)  # signals + calibrated confidence, no U-Net call
@@ -67,7 +69,7 @@ def _word_maps(maps: AttentionMaps, r: Recipe, size: int) -> dict:
 
 
 def _info(model: ResultHost, captured: Captured, p: int, n: int, resolved: Resolved, contrast: str,
-          sides: Sequence[str | None] | None, zones: Sequence[str | None] | None = None) -> dict:
+          sides: Sequence[str | None] | None, zones: Sequence[str | None] | None = None, fine=()) -> dict:
     """What a Grounding records of how it was made (``info``), but for the heatmap's BBM similarity."""
     r, adapter, explained = resolved.recipe, model.adapter, captured.explained[p]
     return {
@@ -76,7 +78,7 @@ def _info(model: ResultHost, captured: Captured, p: int, n: int, resolved: Resol
         "tokens": explained, "empty_selection": explained.get("fallback") == "no content word",
         "unet_calls": captured.calls / n, "unet_calls_total": captured.calls, "unet_forwards": captured.forwards,
         "phrases_in_batch": n, "timings": dict(captured.timings), "cache": dict(captured.cache),
-        "bbm_similarity": None, "contrast": describe_contrast(contrast, n),
+        "bbm_similarity": None, "contrast": describe_contrast(contrast, n, fine),
         "side_prior": {**describe_side_prior(sides is not None, [sides[p]] if sides else [], [zones[p]] if zones else []),
                        "side": sides[p] if sides else None, "zone": zones[p] if zones else None},
         "recipe_provenance": resolved.to_dict(), "versions": versions(),
