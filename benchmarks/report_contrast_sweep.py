@@ -26,25 +26,22 @@ sys.path.insert(0, str(ROOT))
 import groundkit as gk
 from groundkit.core.categories import CATEGORIES
 from groundkit.data.synthetic_reports import iter_report_samples
-from groundkit.engine.contrast import contrast_scores, refine_layers
+from groundkit.engine.contrast import capture_recipe, contrast_scores, refine_layers
 from groundkit.engine.heatmap import make_heatmap
 from groundkit.engine.side_prior import zone_of
 from groundkit.grounding import Grounding
 from groundkit.reports import parse_report
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from report_grounding import _overlap  # the report benchmark's span match, shared
+
 METRICS = ("miou_fgbg", "cnr", "top1")
 BEFORE, CHOSEN = "contrast, no refinement (before)", "contrast, refined: weight 1.0, sigma 0.7"
 
 
-def _overlap(a, b) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
-
-
 def capture(model, seeds, n: int, size: int) -> list[dict]:
     """One record per report: the positive findings' maps (recipe + refining layers), sides, zones, truth."""
-    r = model.recipe()
-    fine = refine_layers(model.layers, r.layers)
-    rc = r.override(layers=tuple(r.layers) + fine) if fine else r
+    rc = capture_recipe(model.recipe(), model.layers, 2, "findings")  # what the report flow captures
     recs, t0 = [], time.time()
     for seed in seeds:
         for img, findings, report in iter_report_samples(n, seed, size):

@@ -14,7 +14,7 @@ import torch
 from groundkit import registry
 from groundkit.core.categories import CATEGORIES
 from groundkit.engine import confidence, pipeline
-from groundkit.engine.contrast import CONTRAST_MODES, capture_recipe, captured_fine, check_contrast
+from groundkit.engine.contrast import CONTRAST_MODES, capture_recipe, check_contrast
 from groundkit.engine.contrast import describe as describe_contrast
 from groundkit.engine.results import groundings, versions
 from groundkit.engine.side_prior import check_side_prior, zone_of
@@ -93,8 +93,7 @@ class GroundingModel(pipeline.GroundingModel):
                     "unet_calls_per_finding": total / len(todo_idx) if todo_idx else 0,
                     "unet_forwards": captured.forwards if captured is not None else 0,
                     "findings_grounded": len(todo_idx), "findings_negated": len(found) - len(todo_idx),
-                    "contrast": describe_contrast(mode, len(todo_idx),
-                                                  captured_fine(captured.maps, self.layers, r, mode) if captured else ()),
+                    "contrast": dict(gs[0].info["contrast"]) if gs else describe_contrast(mode, 0),
                     "side_prior": describe_side_prior(side_prior, sides or [], zones or []), "groundkit": versions()["groundkit"]}
             out[(mode, side_prior)] = ReportGrounding(report, parsed, found, prep.image, info)
         return out

@@ -13,6 +13,7 @@ from typing import Any, Protocol, Sequence
 
 import torch
 
+from groundkit.core.types import LayerInfo
 from groundkit.engine import confidence
 from groundkit.engine.caches import Prepared
 from groundkit.engine.capture import Captured
@@ -69,7 +70,8 @@ def _word_maps(maps: AttentionMaps, r: Recipe, size: int) -> dict:
 
 
 def _info(model: ResultHost, captured: Captured, p: int, n: int, resolved: Resolved, contrast: str,
-          sides: Sequence[str | None] | None, zones: Sequence[str | None] | None = None, fine=()) -> dict:
+          sides: Sequence[str | None] | None, zones: Sequence[str | None] | None = None,
+          fine: Sequence[LayerInfo] = ()) -> dict:
     """What a Grounding records of how it was made (``info``), but for the heatmap's BBM similarity."""
     r, adapter, explained = resolved.recipe, model.adapter, captured.explained[p]
     return {
